@@ -1,0 +1,119 @@
+"""The `carehub` command (SPEC §8).
+
+Each command imports its part of CareHub only when it runs, so `carehub check-config` stays
+fast and a missing optional part never breaks the others. Exit status: 0 success, 2 bad usage
+or bad input, with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, NoReturn
+
+import typer
+
+from carehub.errors import ConfigError
+
+app = typer.Typer(
+    name="carehub",
+    help="CareHub: sensor hub for care homes (fall, diaper, medication) with measured benefit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_SITE = REPO_ROOT / "sites" / "demo.yaml"
+
+SiteOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--site", help="Site file (YAML). Default: $CAREHUB_SITE_FILE.", show_default=False
+    ),
+]
+
+
+def fail(message: str) -> NoReturn:
+    """Print what to fix and exit with status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def resolve_site_path(site: Path | None) -> Path:
+    """The site file from --site or CAREHUB_SITE_FILE."""
+    from carehub.settings import get_settings
+
+    path = site or get_settings().site_file
+    if path is None:
+        fail("no site file: pass --site FILE or set CAREHUB_SITE_FILE")
+    return path
+
+
+def _setup_logging() -> None:
+    from carehub.settings import get_settings
+
+    level = get_settings().log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class _Stop:
+    """Turns SIGINT and SIGTERM into one event the main thread waits on."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger(__name__).info("signal %s: stopping", signal.Signals(signum).name)
+        self.event.set()
+
+    def wait(self) -> None:
+        """Sleep until a signal arrives."""
+        while not self.event.wait(0.5):
+            pass
+
+
+@app.command("check-config")
+def check_config(file: Annotated[Path, typer.Argument(help="The site file to check.")]) -> None:
+    """Validate a site file and summarise it; errors name the line and the field."""
+    from carehub.site import load_site
+
+    try:
+        site = load_site(file)
+    except ConfigError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from err
+    kinds: dict[str, int] = {}
+    for device in {d.id: d for d in site.devices}.values():
+        kinds[device.kind.value] = kinds.get(device.kind.value, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no devices"
+    typer.echo(
+        f"{file}: OK — site {site.site!r} ({site.name}), {len(site.wards)} wards, "
+        f"{len(site.residents)} residents, devices: {summary}"
+    )
+
+
+@app.command()
+def demo(
+    site: Annotated[Path, typer.Option(help="Site file to simulate.")] = DEMO_SITE,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 60.0,
+    port: Annotated[int, typer.Option(help="Web app port (0 = any free port).")] = 8080,
+) -> None:
+    """Run the whole hub on embedded defaults: broker, hub, simulated care home, web app."""
+    from carehub.demo import run_demo
+
+    _setup_logging()
+    try:
+        run_demo(site, speed=speed, http_port=port, stop=_Stop().event)
+    except ConfigError as err:
+        fail(str(err))
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

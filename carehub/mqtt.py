@@ -1,0 +1,151 @@
+"""paho-mqtt 2.x clients set up the way every CareHub process needs them.
+
+paho rather than aiomqtt: the gateway must acknowledge a message only after it is stored
+(`manual_ack`, which aiomqtt 2.x cannot do), and paho keeps up with ~95 % of Mosquitto's rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from carehub.errors import CareHubError
+from carehub.settings import MqttTarget
+
+_LOGGER = logging.getLogger(__name__)
+
+Protocol = Literal["5", "3.1.1"]
+CONNECT_TIMEOUT_S = 10.0
+
+
+class MqttConnectError(CareHubError):
+    """The broker refused us or could not be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """How to open one client connection."""
+
+    client_id: str
+    protocol: Protocol = "5"
+    clean_start: bool = True
+    session_expiry_s: int = 0
+    keepalive_s: int = 30
+    manual_ack: bool = False
+    max_inflight: int = 1000
+    will: tuple[str, bytes, int, bool] | None = None
+    ca_file: str | None = None
+
+
+def _nodelay(client: paho.Client) -> None:
+    """Turn Nagle off on our end; without it each hop waits milliseconds for nothing."""
+    sock = client.socket()
+    if isinstance(sock, socket.socket):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - e.g. a closed socket during reconnect
+            _LOGGER.debug("could not set TCP_NODELAY", exc_info=True)
+
+
+def make_client(target: MqttTarget, options: ClientOptions) -> paho.Client:
+    """A configured, not yet connected paho client."""
+    v5 = options.protocol == "5"
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=options.client_id,
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+        clean_session=None if v5 else options.clean_start,
+        manual_ack=options.manual_ack,
+    )
+    if target.username:
+        client.username_pw_set(target.username, target.password)
+    if target.tls:
+        context = ssl.create_default_context(cafile=options.ca_file)
+        client.tls_set_context(context)
+    client.max_inflight_messages_set(options.max_inflight)
+    client.max_queued_messages_set(0)
+    if options.will is not None:
+        topic, payload, qos, retain = options.will
+        client.will_set(topic, payload, qos=qos, retain=retain)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
+def connect_properties(options: ClientOptions) -> Properties | None:
+    """MQTT 5 CONNECT properties (session expiry), None for 3.1.1."""
+    if options.protocol != "5":
+        return None
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    if options.session_expiry_s:
+        props.SessionExpiryInterval = options.session_expiry_s
+    return props
+
+
+def connect_blocking(
+    target: MqttTarget,
+    options: ClientOptions,
+    on_connect: Callable[[paho.Client], None] | None = None,
+) -> paho.Client:
+    """Connect, start paho's network thread, and wait for the broker's CONNACK.
+
+    `on_connect` runs after every successful (re)connect, which is where subscriptions belong:
+    a broker that lost our session must be told again what we want.
+    """
+    client = make_client(target, options)
+    connected = threading.Event()
+    failure: list[str] = []
+
+    def _on_connect(c: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            failure.append(str(reason))
+            _LOGGER.warning("broker refused connection: %s", reason)
+            connected.set()
+            return
+        _nodelay(c)
+        if on_connect is not None:
+            try:
+                on_connect(c)
+            except Exception:
+                _LOGGER.exception("on_connect handler failed")
+        connected.set()
+
+    client.on_connect = _on_connect
+    try:
+        client.connect(
+            target.host,
+            target.port,
+            keepalive=options.keepalive_s,
+            clean_start=options.clean_start
+            if options.protocol == "5"
+            else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=connect_properties(options),
+        )
+    except OSError as err:
+        msg = f"cannot reach MQTT broker at {target.url()}: {err}"
+        raise MqttConnectError(msg) from err
+    client.loop_start()
+    if not connected.wait(CONNECT_TIMEOUT_S) or failure:
+        client.loop_stop()
+        client.disconnect()
+        why = failure[0] if failure else "no answer"
+        msg = f"MQTT broker at {target.url()} refused the connection: {why}"
+        raise MqttConnectError(msg)
+    return client
+
+
+def close(client: paho.Client) -> None:
+    """Disconnect cleanly and stop the network thread."""
+    try:
+        client.disconnect()
+    finally:
+        client.loop_stop()

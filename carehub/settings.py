@@ -1,0 +1,105 @@
+"""Process settings from `CAREHUB_*` environment variables (SPEC §8).
+
+Read once per process through `get_settings()`, which tests override by clearing its cache
+after changing the environment; nothing reads settings at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from carehub.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTarget:
+    """Where and how to reach the MQTT broker, parsed from `mqtt://user:pass@host:port`."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, url: str) -> MqttTarget:
+        """Parse an `mqtt://` or `mqtts://` URL; a bad one is a `ConfigError` naming the rule."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            msg = f"CAREHUB_MQTT_URL has scheme {parts.scheme!r}. Use mqtt:// or mqtts://."
+            raise ConfigError(msg)
+        if not parts.hostname:
+            msg = "CAREHUB_MQTT_URL has no host. Use mqtt://[user:password@]host[:port]."
+            raise ConfigError(msg)
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as err:
+            msg = f"CAREHUB_MQTT_URL has a bad port: {err}"
+            raise ConfigError(msg) from err
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
+
+    def url(self, *, with_password: bool = False) -> str:
+        """The URL again; the password is masked unless asked for, so it can be logged."""
+        auth = ""
+        if self.username:
+            secret = self.password if with_password else "***"
+            auth = f"{self.username}:{secret}@" if self.password else f"{self.username}@"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
+
+
+class Settings(BaseSettings):
+    """Everything a CareHub process reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CAREHUB_", extra="ignore")
+
+    site_file: Path | None = Field(None, description="The site file (YAML) of this care home.")
+    db: Path = Field(Path("var/carehub.db"), description="SQLite file of the embedded store.")
+    mqtt_url: str | None = Field(
+        None, description="Broker URL, mqtt://user:pass@host:port (mqtts:// for TLS)."
+    )
+    mqtt_prefix: str = Field("carehub", description="First level of every CareHub topic.")
+    mqtt_ca_file: Path | None = Field(None, description="CA certificate for mqtts://.")
+    http_host: str = Field("127.0.0.1", description="Address the web app listens on.")
+    http_port: int = Field(8080, ge=0, le=65535, description="Port of the web app.")
+    secret_key: SecretStr | None = Field(
+        None, description="Signs browser sessions. Required outside demo mode."
+    )
+    webhook_token: SecretStr | None = Field(
+        None, description="Bearer token vendors' clouds use on the webhook route."
+    )
+    influx_url: str | None = Field(None, description="InfluxDB 2 URL; unset = SQLite only.")
+    influx_token: SecretStr | None = Field(None, description="InfluxDB API token.")
+    influx_org: str | None = Field(None, description="InfluxDB organisation.")
+    influx_bucket: str | None = Field(None, description="InfluxDB bucket.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    @field_validator("mqtt_prefix")
+    @classmethod
+    def _prefix_is_one_level(cls, value: str) -> str:
+        if not value or any(c in value for c in "/+#"):
+            msg = "must be one topic level without '/', '+' or '#'"
+            raise ValueError(msg)
+        return value
+
+    def mqtt_target(self) -> MqttTarget | None:
+        """The configured broker, or None when none is configured."""
+        return MqttTarget.parse(self.mqtt_url) if self.mqtt_url else None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

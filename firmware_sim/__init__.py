@@ -1,0 +1,1 @@
+"""Simulated care home: devices and residents publishing over MQTT (SPEC §2-§3)."""

@@ -1,0 +1,1 @@
+"""Gateway: device messages in, trustworthy canonical events out (SPEC §2-§4)."""

@@ -1,0 +1,161 @@
+"""The site file: what loads, and how every mistake is reported (SPEC §1)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from carehub.site import SiteFileError, SiteIndex, load_site, parse_site
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MINIMAL = """\
+site: mini
+name: Mini
+wards:
+  - {id: a, name: A, rooms: [a-1, a-2]}
+residents:
+  - {id: r-001, room: a-1}
+devices:
+  - {id: fall-a1, kind: fall, model: carehub-v1, room: a-1}
+"""
+
+
+def problems(text: str) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(SiteFileError) as info:
+        parse_site(text, "t.yaml")
+    return [(p.line, p.where(), p.message) for p in info.value.problems]
+
+
+def test_shipped_sites_load_with_the_promised_mix() -> None:
+    demo = load_site(ROOT / "sites" / "demo.yaml")
+    assert len(demo.residents) == 24
+    assert len(demo.wards) == 2
+    index = SiteIndex(demo)
+    per_kind: dict[str, set[str]] = {"fall": set(), "diaper": set(), "medication": set()}
+    for bindings in index.bindings.values():
+        for b in bindings:
+            per_kind[b.kind.value].update(index.residents_of(b))
+    assert per_kind["fall"] == {r.id for r in demo.residents}
+    assert 14 <= len(per_kind["diaper"]) <= 18  # about two thirds
+    assert 10 <= len(per_kind["medication"]) <= 14  # about half
+    load_site(ROOT / "sites" / "test.yaml")
+
+
+def test_minimal_site_gets_spec_defaults() -> None:
+    site = parse_site(MINIMAL)
+    assert site.timezone == "Europe/Copenhagen"
+    assert site.locale == "da"
+    assert (site.night.start.hour, site.night.end.hour) == (22, 7)
+    assert site.rules.fall.min_confidence == 0.6
+    assert site.rules.diaper_change.threshold == 70
+    assert site.escalation.high_minutes == 2
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "where", "says"),
+    [
+        ("kind: fall", "kind: fal", 8, "devices[0].kind", "'fall', 'diaper' or 'medication'"),
+        ("site: mini", "site: Mini Home", 1, "site", "should match pattern"),
+        ("room: a-1}\ndevices", "room: a-9}\ndevices", 6, "residents[0].room", "in no ward"),
+        ("room: a-1}\n", "room: a-1, rom: x}\n", 6, "residents[0].rom", "unknown key"),
+        ("name: Mini\n", "", None, "name", "required"),
+        ("model: carehub-v1, room: a-1", "model: carehub-v1", 8, "devices[0]", "exactly one"),
+        (
+            "site: mini\n",
+            "site: mini\ntimezone: Europe/Kobenhavn\n",
+            2,
+            "timezone",
+            "unknown time zone",
+        ),
+    ],
+)
+def test_errors_name_line_field_and_rule(
+    old: str, new: str, line: int | None, where: str, says: str
+) -> None:
+    text = MINIMAL.replace(old, new)
+    assert text != MINIMAL
+    found = problems(text)
+    assert any(w == where and says in m and (line is None or ln == line) for ln, w, m in found), (
+        found
+    )
+
+
+def test_all_problems_reported_at_once_and_message_is_readable() -> None:
+    text = MINIMAL.replace("kind: fall", "kind: fal") + "colour: blue\n"
+    with pytest.raises(SiteFileError) as info:
+        parse_site(text, "home.yaml")
+    message = str(info.value)
+    assert message.startswith("home.yaml: 2 problem(s)")
+    assert "line 8: devices[0].kind" in message
+    assert "line 9: colour: unknown key" in message
+
+
+def test_duplicate_keys_and_ids_are_errors() -> None:
+    text = MINIMAL.replace("name: Mini\n", "name: Mini\nname: Maxi\n").replace(
+        "residents:\n", "residents:\n  - {id: r-001, room: a-2}\n"
+    )
+    found = problems(text)
+    assert (3, "name", "appears twice") in found
+    assert any("resident id 'r-001' is used twice" in m for _, _, m in found)
+
+
+def test_yaml_syntax_error_has_line() -> None:
+    found = problems("site: x\nwards: [\n")
+    assert found[0][1] == "(top level)"
+    assert found[0][2].startswith("not valid YAML")
+    assert found[0][0] is not None
+
+
+def test_unquoted_night_time_is_understood() -> None:
+    # YAML 1.1 reads 22:00 unquoted as 1320; the care home meant 22:00.
+    site = parse_site(MINIMAL + "night: {start: 22:00, end: 06:30}\n")
+    assert (site.night.start.hour, site.night.end.hour, site.night.end.minute) == (22, 6, 30)
+
+
+def test_overlapping_bindings_refused_and_moves_honoured() -> None:
+    moved = MINIMAL + (
+        "  - {id: d-1, kind: diaper, resident: r-001, until: 2026-11-01}\n"
+        "  - {id: d-1, kind: diaper, resident: r-002, from: 2026-11-01}\n"
+    )
+    moved = moved.replace("residents:\n", "residents:\n  - {id: r-002, room: a-2}\n")
+    index = SiteIndex(parse_site(moved))
+    before = datetime(2026, 10, 31, 22, 59, tzinfo=UTC)  # 23:59 local, still 31 Oct
+    after = datetime(2026, 10, 31, 23, 0, tzinfo=UTC)  # local midnight, 1 Nov
+    assert index.binding_at("d-1", before).resident == "r-001"  # type: ignore[union-attr]
+    assert index.binding_at("d-1", after).resident == "r-002"  # type: ignore[union-attr]
+    overlapping = moved.replace("until: 2026-11-01", "until: 2026-11-05")
+    assert any("overlapping" in m for _, _, m in problems(overlapping))
+
+
+def test_resident_overrides_merge_key_by_key() -> None:
+    index = SiteIndex(load_site(ROOT / "sites" / "test.yaml"))
+    r1 = index.rules_for("r-001")
+    assert r1.diaper_change.threshold == 60
+    assert r1.diaper_change.reset_below == 10  # untouched key keeps its default
+    assert index.rules_for("r-002").diaper_change.threshold == 70
+    b = index.benefit_for("r-002")
+    assert (b["checks_per_night"], b.sources["checks_per_night"]) == (4, "resident")
+    assert (b["check_minutes"], b.sources["check_minutes"]) == (4, "default")
+
+
+@pytest.mark.parametrize(
+    ("label", "hours"),
+    [(date(2026, 11, 22), 9), (date(2026, 3, 28), 8), (date(2026, 10, 24), 10)],
+)
+def test_nights_follow_the_local_clock_across_dst(label: date, hours: int) -> None:
+    index = SiteIndex(parse_site(MINIMAL))
+    start, end = index.night_bounds(label)
+    assert end - start == timedelta(hours=hours)
+    assert index.night_of(start) == label
+    assert index.night_of(end - timedelta(seconds=1)) == label
+    assert index.night_of(end) is None
+
+
+def test_room_bound_device_counts_for_every_resident_of_the_room() -> None:
+    index = SiteIndex(load_site(ROOT / "sites" / "test.yaml"))
+    fall = index.device("fall-b1")
+    assert fall is not None
+    assert sorted(index.residents_of(fall)) == ["r-003", "r-004"]
