@@ -114,6 +114,20 @@ def demo(
         fail(str(err))
 
 
+def _register_parts() -> None:
+    """Each part of CareHub contributes its own commands."""
+    from firmware_sim.commands import register as register_sim
+    from gateway.commands import register as register_gateway
+    from services.commands import register as register_services
+
+    register_sim(app)
+    register_gateway(app)
+    register_services(app)
+
+
+_register_parts()
+
+
 def main() -> None:
     """Console entry point."""
     app()
