@@ -119,10 +119,12 @@ def _register_parts() -> None:
     from firmware_sim.commands import register as register_sim
     from gateway.commands import register as register_gateway
     from services.commands import register as register_services
+    from services.web.commands import register as register_web
 
     register_sim(app)
     register_gateway(app)
     register_services(app)
+    register_web(app)
 
 
 _register_parts()

@@ -1,0 +1,1 @@
+"""The staff web app and JSON API (SPEC §7)."""

@@ -1,0 +1,84 @@
+"""Danish and English for the staff screens; Danish is the default for Danish sites."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Locale = Literal["da", "en"]
+LOCALES: tuple[Locale, ...] = ("da", "en")
+
+MESSAGES: dict[str, dict[Locale, str]] = {
+    "app_title": {"da": "CareHub", "en": "CareHub"},
+    "login": {"da": "Log ind", "en": "Log in"},
+    "logout": {"da": "Log ud", "en": "Log out"},
+    "username": {"da": "Brugernavn", "en": "Username"},
+    "password": {"da": "Adgangskode", "en": "Password"},
+    "login_failed": {
+        "da": "Forkert brugernavn eller adgangskode.",
+        "en": "Wrong username or password.",
+    },
+    "login_throttled": {
+        "da": "For mange forsøg. Prøv igen om {seconds} sekunder.",
+        "en": "Too many attempts. Try again in {seconds} seconds.",
+    },
+    "alarms": {"da": "Alarmer", "en": "Alarms"},
+    "devices": {"da": "Sensorer", "en": "Sensors"},
+    "reports": {"da": "Rapporter", "en": "Reports"},
+    "no_alarms": {"da": "Ingen aktive alarmer", "en": "No active alarms"},
+    "connection_lost": {
+        "da": "Forbindelsen til CareHub er tabt – listen er måske ikke opdateret!",
+        "en": "Connection to CareHub lost – this list may be out of date!",
+    },
+    "hub_degraded": {
+        "da": "CareHub har en fejl: {what}. Tilkald teknisk hjælp.",
+        "en": "CareHub has a fault: {what}. Call technical support.",
+    },
+    "acknowledge": {"da": "Jeg tager den", "en": "I'm on it"},
+    "resolve": {"da": "Afslut", "en": "Resolve"},
+    "cancel": {"da": "Annuller", "en": "Cancel"},
+    "room": {"da": "Stue", "en": "Room"},
+    "ago": {"da": "siden", "en": "ago"},
+    "escalated": {"da": "Eskaleret", "en": "Escalated"},
+    "acknowledged_by": {"da": "Taget af", "en": "Taken by"},
+    "count": {"da": "gange", "en": "times"},
+    "priority_high": {"da": "Høj", "en": "High"},
+    "priority_medium": {"da": "Middel", "en": "Medium"},
+    "priority_low": {"da": "Lav", "en": "Low"},
+    "rule_fall": {"da": "Fald", "en": "Fall"},
+    "rule_diaper_change": {"da": "Ble skal skiftes", "en": "Diaper needs changing"},
+    "rule_dose_missed": {"da": "Medicin ikke taget", "en": "Dose missed"},
+    "rule_device_fault": {"da": "Fejl på dispenser", "en": "Dispenser fault"},
+    "rule_sensor_silent": {"da": "Sensor svarer ikke", "en": "Sensor silent"},
+    "rule_battery_low": {"da": "Lavt batteri", "en": "Battery low"},
+    "rule_storage_failing": {"da": "Lagring fejler", "en": "Storage failing"},
+    "outcome_assisted": {"da": "Hjulpet", "en": "Assisted"},
+    "outcome_changed": {"da": "Skiftet", "en": "Changed"},
+    "outcome_dose_given": {"da": "Medicin givet", "en": "Dose given"},
+    "outcome_false_alarm": {"da": "Falsk alarm", "en": "False alarm"},
+    "outcome_no_action_needed": {"da": "Ingen handling nødvendig", "en": "No action needed"},
+    "outcome_other": {"da": "Andet", "en": "Other"},
+    "state_raised": {"da": "Ny", "en": "New"},
+    "state_acknowledged": {"da": "Taget", "en": "Taken"},
+    "state_escalated": {"da": "Eskaleret", "en": "Escalated"},
+    "state_resolved": {"da": "Afsluttet", "en": "Resolved"},
+    "device": {"da": "Sensor", "en": "Sensor"},
+    "kind": {"da": "Type", "en": "Kind"},
+    "battery": {"da": "Batteri", "en": "Battery"},
+    "last_seen": {"da": "Sidst hørt", "en": "Last seen"},
+    "online": {"da": "Online", "en": "Online"},
+    "offline": {"da": "Offline", "en": "Offline"},
+    "never": {"da": "aldrig", "en": "never"},
+    "needs_attention": {"da": "Skal ordnes", "en": "Needs attention"},
+    "all_ok": {"da": "Alle sensorer virker", "en": "All sensors working"},
+    "resident": {"da": "Beboer", "en": "Resident"},
+    "kind_fall": {"da": "Faldsensor", "en": "Fall sensor"},
+    "kind_diaper": {"da": "Blesensor", "en": "Diaper sensor"},
+    "kind_medication": {"da": "Medicindispenser", "en": "Medication dispenser"},
+    "language": {"da": "English", "en": "Dansk"},
+    "sound_on": {"da": "Slå lyd til", "en": "Turn sound on"},
+}
+
+
+def translator(locale: Locale) -> dict[str, str]:
+    """All messages in one language, for templates and the page scripts."""
+    return {key: texts[locale] for key, texts in MESSAGES.items()}

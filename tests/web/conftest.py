@@ -1,0 +1,61 @@
+"""A real web app over a real SQLite file, served by uvicorn on a free port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from carehub.settings import Settings
+from carehub.site import SiteIndex
+from services.web.app import create_app
+from services.web.context import HubContext
+from services.web.users import Role, UserStore
+from tests.support.server import ServerThread
+
+PASSWORD = "correct-horse-battery"
+USERS = {"sofie": Role.STAFF, "mads": Role.MANAGER, "ida": Role.ADMIN}
+
+
+@pytest.fixture
+def users(tmp_path: Path) -> Iterator[UserStore]:
+    store = UserStore(tmp_path / "hub.db")
+    for name, role in USERS.items():
+        store.upsert(name, PASSWORD, role)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def web_ctx(tmp_path: Path, users: UserStore, test_index: SiteIndex) -> HubContext:
+    settings = Settings(db=tmp_path / "hub.db", _env_file=None)  # type: ignore[call-arg]
+    return HubContext(
+        settings=settings,
+        site=test_index,
+        users=users,
+        secret_key="test-secret-key-not-for-production",
+        health=lambda: {"broker": "ok", "store": "ok"},
+        metrics=lambda: {"carehub_messages_in_total": 3},
+    )
+
+
+@pytest.fixture
+def server(web_ctx: HubContext) -> Iterator[ServerThread]:
+    s = ServerThread(create_app(web_ctx)).start()
+    yield s
+    s.stop()
+
+
+def token_for(base: str, username: str) -> str:
+    r = httpx.post(f"{base}/api/token", data={"username": username, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    assert body["token_type"] == "bearer"
+    return str(body["access_token"])
+
+
+def bearer(base: str, username: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(base, username)}"}
