@@ -1,0 +1,463 @@
+"""Freed night-shift hours: the method of SPEC §6, computed with numpy.
+
+Inputs are what the stores hold — every device message's time and every alarm with its
+timestamps — so the figures can be recomputed by anyone from the same data. Nothing here
+reads in-memory state of a running hub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from carehub.site import Binding, DeviceKind, SiteIndex
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 6  # fixed: the same data always gives the same interval (SPEC §6)
+
+RULE_KIND = {
+    "fall": "fall",
+    "diaper_change": "diaper",
+    "dose_missed": "medication",
+    "device_fault": "technical",
+    "sensor_silent": "technical",
+    "battery_low": "technical",
+}
+"""Alarm rule → alarm kind for the response-minute defaults `d_k` (SPEC §6)."""
+
+SENSOR = "sensor"
+"""`resolved_by` of an alarm the sensor itself resolved."""
+
+Seconds = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRecord:
+    """The parts of an alarm (SPEC §5) the method needs."""
+
+    alarm_id: str
+    rule: str
+    resident_id: str | None
+    room: str | None
+    device_id: str | None
+    raised_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    outcome: str | None = None
+    escalated_at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AlarmRecord:
+        """From the alarm JSON of SPEC §5."""
+
+        def ts(key: str) -> datetime | None:
+            value = data.get(key)
+            if value is None or isinstance(value, datetime):
+                return value
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+        raised = ts("raised_at")
+        if raised is None:
+            msg = "alarm without raised_at"
+            raise ValueError(msg)
+        return cls(
+            alarm_id=str(data["alarm_id"]),
+            rule=str(data["rule"]),
+            resident_id=data.get("resident_id"),
+            room=data.get("room"),
+            device_id=data.get("device_id"),
+            raised_at=raised,
+            acknowledged_at=ts("acknowledged_at"),
+            acknowledged_by=data.get("acknowledged_by"),
+            resolved_at=ts("resolved_at"),
+            resolved_by=data.get("resolved_by"),
+            outcome=data.get("outcome"),
+            escalated_at=ts("escalated_at"),
+        )
+
+    @property
+    def attended(self) -> bool:
+        """Whether a person went: acknowledged by a person, or resolved by one."""
+        by_person = self.resolved_by is not None and self.resolved_by != SENSOR
+        return self.acknowledged_by is not None or by_person
+
+
+# --- coverage ------------------------------------------------------------------------------
+
+
+def online_intervals(ts: Seconds, supervision_s: float) -> tuple[Seconds, Seconds]:
+    """Merged [start, end) intervals a device was online, from its sorted message times.
+
+    A device is online from a message until `supervision_s` passes without another.
+    """
+    if ts.size == 0:
+        empty = np.empty(0, dtype=np.float64)
+        return empty, empty
+    ts = np.sort(ts)
+    ends = ts + supervision_s
+    breaks = np.nonzero(ts[1:] > ends[:-1])[0]  # a gap longer than supervision
+    starts = np.concatenate(([ts[0]], ts[breaks + 1]))
+    # the end of each merged run is the supervision end of the run's last message
+    run_last = np.concatenate((breaks, [ts.size - 1]))
+    return starts, ends[run_last]
+
+
+def _clip(starts: Seconds, ends: Seconds, lo: float, hi: float) -> tuple[Seconds, Seconds]:
+    s = np.clip(starts, lo, hi)
+    e = np.clip(ends, lo, hi)
+    keep = e > s
+    return s[keep], e[keep]
+
+
+def all_covered_seconds(
+    intervals: Sequence[tuple[Seconds, Seconds]], lo: float, hi: float
+) -> float:
+    """Seconds within [lo, hi) during which every interval set covers the instant."""
+    k = len(intervals)
+    if k == 0:
+        return 0.0
+    starts = [s for s, _ in intervals]
+    ends = [e for _, e in intervals]
+    points = np.concatenate([*starts, *ends])
+    deltas = np.concatenate(
+        [np.ones(sum(s.size for s in starts)), -np.ones(sum(e.size for e in ends))]
+    )
+    if points.size == 0:
+        return 0.0
+    # ends before starts at the same instant: [a, b) then [b, c) is not an overlap of both
+    order = np.lexsort((deltas, points))
+    points, deltas = points[order], deltas[order]
+    level = np.cumsum(deltas)
+    full = level[:-1] == k
+    widths = np.diff(points)
+    seg_lo = np.clip(points[:-1], lo, hi)
+    seg_hi = np.clip(points[1:], lo, hi)
+    return float(np.sum(np.where(full, np.clip(seg_hi - seg_lo, 0, None), 0.0) * (widths > 0)))
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+@dataclass
+class ResidentNight:
+    """One resident on one night: the terms of freed(r, n)."""
+
+    resident_id: str
+    ward: str | None
+    night: date
+    hours: float
+    coverage: float
+    baseline_min: float
+    retained_min: float
+    alarm_min: float
+    alarm_visits: float
+    entries_scheduled: float
+
+    @property
+    def freed_min(self) -> float:
+        """freed(r, n) = κ·(baseline − C_s·m_c) − alarm_min, in minutes; may be negative."""
+        return self.coverage * (self.baseline_min - self.retained_min) - self.alarm_min
+
+    @property
+    def entries_avoided(self) -> float:
+        """κ·(scheduled entries) minus alarm visits."""
+        return self.coverage * self.entries_scheduled - self.alarm_visits
+
+
+@dataclass
+class FreedHoursInput:
+    """Everything the method reads, for a period."""
+
+    device_times: Mapping[str, Seconds]
+    """device id → sorted message times (Unix seconds, UTC)."""
+    alarms: Iterable[AlarmRecord]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def nights_between(first: date, last: date) -> list[date]:
+    """Night labels from `first` to `last`, both included."""
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _bindings_for(index: SiteIndex, resident_id: str, lo: datetime, hi: datetime) -> list[Binding]:
+    out = []
+    for spans in index.bindings.values():
+        for b in spans:
+            if b.start < hi and b.end > lo and resident_id in index.residents_of(b):
+                out.append(b)
+    return out
+
+
+def _alarm_residents(index: SiteIndex, alarm: AlarmRecord) -> list[str]:
+    if alarm.resident_id is not None:
+        return [alarm.resident_id]
+    if alarm.room is not None:
+        return list(index.room_residents.get(alarm.room, []))
+    return []
+
+
+def resident_nights(
+    index: SiteIndex, first: date, last: date, data: FreedHoursInput, ward: str | None = None
+) -> list[ResidentNight]:
+    """freed(r, n) terms for every resident with a sensor on every night of the period."""
+    nights = nights_between(first, last)
+    bounds = {n: index.night_bounds(n) for n in nights}
+    # alarms → (resident, night) with their share (a room alarm is shared by the room)
+    alarm_terms: dict[tuple[str, date], list[tuple[AlarmRecord, float]]] = {}
+    for alarm in data.alarms:
+        night = index.night_of(alarm.raised_at)
+        if night is None or night not in bounds:
+            continue
+        residents = _alarm_residents(index, alarm)
+        for r in residents:
+            alarm_terms.setdefault((r, night), []).append((alarm, 1.0 / len(residents)))
+    intervals_cache: dict[tuple[str, float], tuple[Seconds, Seconds]] = {}
+    rows: list[ResidentNight] = []
+    for resident in index.site.residents:
+        resident_ward = index.room_ward.get(resident.room)
+        if ward is not None and resident_ward != ward:
+            continue
+        p = index.benefit_for(resident.id)
+        for night in nights:
+            lo, hi = bounds[night]
+            bound = _bindings_for(index, resident.id, lo, hi)
+            if not bound:
+                continue  # no sensor, no claim
+            lo_s, hi_s = lo.timestamp(), hi.timestamp()
+            kinds = {b.kind for b in bound}
+            has_diaper = DeviceKind.DIAPER in kinds
+            has_dispenser = DeviceKind.MEDICATION in kinds
+            sets = []
+            for b in bound:
+                key = (b.device_id, b.heartbeat_seconds)
+                if key not in intervals_cache:
+                    times = data.device_times.get(b.device_id, np.empty(0))
+                    intervals_cache[key] = online_intervals(times, 3 * b.heartbeat_seconds)
+                s, e = intervals_cache[key]
+                s, e = _clip(s, e, lo_s, hi_s)
+                # outside its binding the device need not be online for this resident
+                b_lo, b_hi = max(lo_s, b.start.timestamp()), min(hi_s, b.end.timestamp())
+                free = [(lo_s, b_lo), (b_hi, hi_s)]
+                extra_s = np.array([a for a, z in free if z > a], dtype=np.float64)
+                extra_e = np.array([z for a, z in free if z > a], dtype=np.float64)
+                sets.append((np.concatenate((s, extra_s)), np.concatenate((e, extra_e))))
+            covered = all_covered_seconds(sets, lo_s, hi_s)
+            kappa = covered / (hi_s - lo_s)
+            baseline = p["checks_per_night"] * p["check_minutes"]
+            baseline += has_diaper * p["changes_per_night"] * p["change_minutes"]
+            baseline += has_dispenser * p["medication_rounds_per_night"] * p["medication_minutes"]
+            alarm_min = 0.0
+            visits = 0.0
+            for alarm, share in alarm_terms.get((resident.id, night), []):
+                if not alarm.attended:
+                    continue  # resolved by the sensor without a person: costs nobody time
+                start = alarm.acknowledged_at
+                end = alarm.resolved_at
+                if start is not None and end is not None and end >= start:
+                    minutes = min((end - start).total_seconds() / 60, p["response_cap_minutes"])
+                else:
+                    minutes = p[f"response_minutes.{RULE_KIND.get(alarm.rule, 'technical')}"]
+                alarm_min += share * (minutes + p["visit_overhead_minutes"])
+                visits += share
+            entries = p["checks_per_night"] - p["retained_checks_per_night"]
+            entries += has_diaper * p["changes_per_night"]
+            entries += has_dispenser * p["medication_rounds_per_night"]
+            rows.append(
+                ResidentNight(
+                    resident_id=resident.id,
+                    ward=resident_ward,
+                    night=night,
+                    hours=(hi_s - lo_s) / 3600,
+                    coverage=kappa,
+                    baseline_min=baseline,
+                    retained_min=p["retained_checks_per_night"] * p["check_minutes"],
+                    alarm_min=alarm_min,
+                    alarm_visits=visits,
+                    entries_scheduled=entries,
+                )
+            )
+    return rows
+
+
+def bootstrap_ci(per_night: Seconds, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of the mean, resampling nights, fixed seed."""
+    if per_night.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    picks = rng.integers(0, per_night.size, size=(resamples, per_night.size))
+    means = per_night[picks].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _summary(rows: list[ResidentNight], nights: list[date], hours_per_fte: float) -> dict[str, Any]:
+    per_night = np.array(
+        [sum(r.freed_min for r in rows if r.night == n) / 60 for n in nights], dtype=np.float64
+    )
+    mean = float(per_night.mean()) if per_night.size else 0.0
+    lo, hi = bootstrap_ci(per_night)
+    return {
+        "nights": len(nights),
+        "resident_nights": len(rows),
+        "freed_hours_total": float(per_night.sum()),
+        "freed_hours_per_night": {"mean": mean, "ci95": [lo, hi]},
+        "annual_hours": mean * 365,
+        "fte": mean * 365 / hours_per_fte,
+        "coverage_mean": float(np.mean([r.coverage for r in rows])) if rows else 0.0,
+        "room_entries_avoided": float(sum(r.entries_avoided for r in rows)),
+    }
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "p90": None, "n": 0}
+    arr = np.array(values)
+    return {
+        "median": float(np.median(arr)),
+        "p90": float(np.percentile(arr, 90)),
+        "n": len(values),
+    }
+
+
+def freed_hours_report(
+    index: SiteIndex, first: date, last: date, data: FreedHoursInput, ward: str | None = None
+) -> dict[str, Any]:
+    """The report of SPEC §6 as JSON-ready data."""
+    if last < first:
+        msg = f"'to' ({last}) is before 'from' ({first})"
+        raise ValueError(msg)
+    alarms = list(data.alarms)
+    data = FreedHoursInput(data.device_times, alarms, data.extra)
+    rows = resident_nights(index, first, last, data, ward)
+    nights = nights_between(first, last)
+    site_p = index.benefit_for(None)
+    report: dict[str, Any] = {
+        "site": index.site.site,
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "ward": ward,
+        **_summary(rows, nights, site_p["hours_per_fte"]),
+    }
+    report["by_ward"] = {
+        w.id: _summary([r for r in rows if r.ward == w.id], nights, site_p["hours_per_fte"])
+        for w in index.site.wards
+        if ward is None or w.id == ward
+    }
+    by_resident: dict[str, Any] = {}
+    for resident_id in sorted({r.resident_id for r in rows}):
+        mine = [r for r in rows if r.resident_id == resident_id]
+        by_resident[resident_id] = {
+            "ward": mine[0].ward,
+            "nights": len(mine),
+            "freed_hours_total": sum(r.freed_min for r in mine) / 60,
+            "coverage_mean": float(np.mean([r.coverage for r in mine])),
+            "alarm_minutes": sum(r.alarm_min for r in mine),
+            "baseline_minutes_per_night": mine[0].baseline_min,
+            "room_entries_avoided": sum(r.entries_avoided for r in mine),
+        }
+    report["by_resident"] = by_resident
+    report["by_night"] = [
+        {
+            "night": n.isoformat(),
+            "hours": (index.night_bounds(n)[1] - index.night_bounds(n)[0]).total_seconds() / 3600,
+            "freed_hours_total": sum(r.freed_min for r in rows if r.night == n) / 60,
+            "resident_nights": sum(1 for r in rows if r.night == n),
+            "coverage_mean": float(np.mean([r.coverage for r in rows if r.night == n]))
+            if any(r.night == n for r in rows)
+            else 0.0,
+        }
+        for n in nights
+    ]
+    in_period = [
+        a for a in alarms if (n := index.night_of(a.raised_at)) is not None and first <= n <= last
+    ]
+    if ward is not None:
+        in_period = [a for a in in_period if index.room_ward.get(_room(index, a) or "") == ward]
+    by_rule: dict[str, dict[str, int]] = {}
+    for a in in_period:
+        by_rule.setdefault(a.rule, {})
+        key = a.outcome or ("sensor" if a.resolved_by == SENSOR else "open")
+        by_rule[a.rule][key] = by_rule[a.rule].get(key, 0) + 1
+    report["alarms"] = {"total": len(in_period), "by_rule_outcome": by_rule}
+    report["acknowledge_minutes"] = _percentiles(
+        [
+            (a.acknowledged_at - a.raised_at).total_seconds() / 60
+            for a in in_period
+            if a.acknowledged_at is not None
+        ]
+    )
+    report["response_minutes"] = _percentiles(
+        [
+            (a.resolved_at - a.acknowledged_at).total_seconds() / 60
+            for a in in_period
+            if a.acknowledged_at is not None and a.resolved_at is not None
+        ]
+    )
+    report["assumptions"] = assumptions(index)
+    return report
+
+
+def _room(index: SiteIndex, alarm: AlarmRecord) -> str | None:
+    if alarm.room is not None:
+        return alarm.room
+    resident = index.residents.get(alarm.resident_id or "")
+    return resident.room if resident else None
+
+
+SYMBOLS = {
+    "checks_per_night": "C_b",
+    "check_minutes": "m_c",
+    "changes_per_night": "D_b",
+    "change_minutes": "m_d",
+    "medication_rounds_per_night": "M_b",
+    "medication_minutes": "m_m",
+    "retained_checks_per_night": "C_s",
+    "visit_overhead_minutes": "o",
+    "response_minutes.fall": "d_fall",
+    "response_minutes.diaper": "d_diaper",
+    "response_minutes.medication": "d_medication",
+    "response_minutes.technical": "d_technical",
+    "response_cap_minutes": "cap",
+    "hours_per_fte": "H",
+}
+
+
+def assumptions(index: SiteIndex) -> dict[str, Any]:
+    """The parameters used, where each came from, and every per-resident override."""
+    site_p = index.benefit_for(None)
+    params = {
+        key: {"symbol": SYMBOLS[key], "value": site_p[key], "source": site_p.sources[key]}
+        for key in SYMBOLS
+    }
+    overrides: dict[str, dict[str, float]] = {}
+    for resident in index.site.residents:
+        p = index.benefit_for(resident.id)
+        mine = {k: p[k] for k in SYMBOLS if p.sources[k] == "resident"}
+        if mine:
+            overrides[resident.id] = mine
+    return {
+        "parameters": params,
+        "resident_overrides": overrides,
+        "defaults_used": sorted(k for k, v in params.items() if v["source"] == "default"),
+        "supervision": "a device is online from a message until 3 heartbeat intervals pass "
+        "without another",
+        "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": 0.95},
+        "night_window": {
+            "start": index.site.night.start.strftime("%H:%M"),
+            "end": index.site.night.end.strftime("%H:%M"),
+            "timezone": index.site.timezone,
+        },
+        "note": "Defaults are placeholders until the care home measures its own values.",
+    }
+
+
+def to_utc_seconds(values: Iterable[datetime]) -> Seconds:
+    """Datetimes → sorted Unix seconds."""
+    return np.sort(np.array([v.astimezone(UTC).timestamp() for v in values], dtype=np.float64))
