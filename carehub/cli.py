@@ -114,6 +114,39 @@ def demo(
         fail(str(err))
 
 
+@app.command("broker-config")
+def broker_config(
+    site: SiteOption = None,
+    out: Annotated[Path, typer.Option(help="Folder to write the broker files into.")] = Path(
+        "broker"
+    ),
+    port: Annotated[int, typer.Option(help="Plain MQTT listener port.")] = 1883,
+    tls_port: Annotated[
+        int | None, typer.Option(help="Also a TLS listener on this port (certs in OUT/tls/).")
+    ] = None,
+    rotate: Annotated[bool, typer.Option(help="New credentials for every client.")] = False,
+) -> None:
+    """Write mosquitto.conf, passwd, acl and credentials.json (0600) for the site."""
+    from carehub.brokerconfig import write_broker_config
+    from carehub.settings import get_settings
+    from carehub.site import load_site
+
+    try:
+        parsed = load_site(resolve_site_path(site))
+    except ConfigError as err:
+        fail(str(err))
+    files = write_broker_config(
+        parsed,
+        out,
+        prefix=get_settings().mqtt_prefix,
+        port=port,
+        tls_port=tls_port,
+        keep_existing=not rotate,
+    )
+    typer.echo(f"wrote {files.config}, {files.passwd}, {files.acl}, {files.credentials}")
+    typer.echo("credentials.json holds every client's password: keep it secret (mode 0600).")
+
+
 def _register_parts() -> None:
     """Each part of CareHub contributes its own commands."""
     from firmware_sim.commands import register as register_sim

@@ -1,0 +1,158 @@
+"""Generated broker files, exercised by a real Mosquitto: who may publish what."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from carehub.broker import find_mosquitto, free_port, reachable
+from carehub.brokerconfig import mosquitto_hash, write_broker_config
+from carehub.site import Site
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_hash_is_mosquitto_pbkdf2_format() -> None:
+    h = mosquitto_hash("secret", salt=b"0123456789ab")
+    assert h.startswith("$7$101$MDEyMzQ1Njc4OWFi$")
+    assert mosquitto_hash("secret") != mosquitto_hash("secret")  # salted
+
+
+def test_files_written_private_and_credentials_kept_unless_rotated(
+    tmp_path: Path, test_site: Site
+) -> None:
+    files = write_broker_config(test_site, tmp_path / "b")
+    for path in (files.credentials, files.passwd, files.acl):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    creds = json.loads(files.credentials.read_text())
+    assert {"carehub-gateway", "carehub-rules", "carehub-api", "fall-a1", "med-r00x"} <= set(creds)
+    assert len(set(creds.values())) == len(creds)  # unique per client
+    again = json.loads(write_broker_config(test_site, tmp_path / "b").credentials.read_text())
+    assert again == creds
+    rotated = json.loads(
+        write_broker_config(test_site, tmp_path / "b", keep_existing=False).credentials.read_text()
+    )
+    assert set(rotated.values()).isdisjoint(creds.values())
+    acl = files.acl.read_text()
+    assert "user fall-a1\ntopic write carehub/testhjem/devices/fall-a1/up\n" in acl
+    assert "user diaper-r003\ntopic write zigbee2mqtt/bed-b1-window\n" in acl
+
+
+def test_cli_writes_the_files(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "carehub",
+            "broker-config",
+            "--site",
+            "sites/test.yaml",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "o" / "credentials.json").exists()
+
+
+@pytest.fixture
+def locked_broker(tmp_path: Path, test_site: Site) -> Iterator[tuple[int, dict[str, str]]]:
+    binary = find_mosquitto()
+    if binary is None:
+        pytest.skip("Mosquitto is not installed (apt-get install mosquitto)")
+    port = free_port()
+    files = write_broker_config(test_site, tmp_path / "broker", port=port)
+    conf = files.config.read_text().replace(f"listener {port}", f"listener {port} 127.0.0.1")
+    conf = f"user {pwd.getpwuid(os.getuid()).pw_name}\n" + conf
+    files.config.write_text(conf)
+    proc = subprocess.Popen(
+        [binary, "-c", str(files.config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 10
+    while not reachable("127.0.0.1", port, 0.2):
+        assert time.monotonic() < deadline, "mosquitto did not start"
+        time.sleep(0.05)
+    yield port, json.loads(files.credentials.read_text())
+    proc.terminate()
+    proc.wait(10)
+
+
+def _connect(
+    port: int, client_id: str, username: str | None, password: str | None
+) -> tuple[paho.Client, str]:
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    if username:
+        c.username_pw_set(username, password)
+    result: list[str] = []
+    c.on_connect = lambda _c, _u, _f, rc, _p: result.append("ok" if not rc.is_failure else str(rc))
+    try:
+        c.connect("127.0.0.1", port)
+    except OSError as err:
+        return c, f"socket: {err}"
+    c.loop_start()
+    deadline = time.monotonic() + 5
+    while not result and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return c, result[0] if result else "no answer"
+
+
+@pytest.mark.mosquitto_only
+def test_anonymous_and_wrong_password_refused(locked_broker: tuple[int, dict[str, str]]) -> None:
+    port, creds = locked_broker
+    anon, outcome = _connect(port, "anon", None, None)
+    assert outcome != "ok"
+    anon.loop_stop()
+    wrong, outcome = _connect(port, "fall-a1", "fall-a1", creds["fall-a2"])
+    assert outcome != "ok"
+    wrong.loop_stop()
+
+
+@pytest.mark.mosquitto_only
+def test_device_publishes_only_its_own_topics(locked_broker: tuple[int, dict[str, str]]) -> None:
+    port, creds = locked_broker
+    listener, outcome = _connect(
+        port, "carehub-gateway", "carehub-gateway", creds["carehub-gateway"]
+    )
+    assert outcome == "ok"
+    got: list[str] = []
+    listener.on_message = lambda _c, _u, m: got.append(m.topic)
+    listener.subscribe("carehub/testhjem/devices/+/up", qos=1)
+    time.sleep(0.3)
+    device, outcome = _connect(port, "fall-a1", "fall-a1", creds["fall-a1"])
+    assert outcome == "ok"
+    device.publish("carehub/testhjem/devices/fall-a1/up", b"{}", qos=1).wait_for_publish(5)
+    device.publish("carehub/testhjem/devices/fall-a2/up", b"{}", qos=1).wait_for_publish(
+        5
+    )  # not its own
+    device.publish("carehub/testhjem/events/fall/fall-a1", b"{}", qos=1).wait_for_publish(
+        5
+    )  # a service's
+    time.sleep(0.5)
+    assert got == ["carehub/testhjem/devices/fall-a1/up"]
+    # a client id that is not its username is not accepted as someone else
+    other, outcome = _connect(port, "fall-a2", "fall-a1", creds["fall-a1"])
+    if (
+        outcome == "ok"
+    ):  # use_username_as_clientid: it connects as fall-a1 and still may not pose as fall-a2
+        other.publish("carehub/testhjem/devices/fall-a2/up", b"{}", qos=1).wait_for_publish(5)
+        time.sleep(0.3)
+        assert got == ["carehub/testhjem/devices/fall-a1/up"]
+    for c in (listener, device, other):
+        c.disconnect()
+        c.loop_stop()
