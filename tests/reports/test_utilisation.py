@@ -84,9 +84,8 @@ def test_medication_adherence_and_diaper_changes(test_index: SiteIndex) -> None:
     }
     assert rep["diaper"]["changes"] == 1
     assert rep["diaper"]["saturation_at_change"]["median"] == 75
-    assert rep["diaper"]["changes_per_resident_night"] == pytest.approx(
-        1 / 3
-    )  # 3 residents with diaper sensors
+    # three residents have diaper sensors: one change in three resident-nights
+    assert rep["diaper"]["changes_per_resident_night"] == pytest.approx(1 / 3, abs=1e-3)
 
 
 def test_device_uptime(test_index: SiteIndex) -> None:
