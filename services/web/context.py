@@ -29,6 +29,8 @@ class HubContext:
     clock: Clock = field(default_factory=SystemClock)
     alarms: Any = None
     """services.alarms AlarmService (list/acknowledge/resolve/subscribe)."""
+    reports: Any = None
+    """services.reports.service.ReportSource over the stores."""
     devices: Callable[[], list[dict[str, Any]]] | None = None
     """Device states from the gateway's store."""
     health: Callable[[], dict[str, str]] = dict

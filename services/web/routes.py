@@ -215,8 +215,11 @@ def _csrf(request: Request) -> str:
 
 def install(app: FastAPI) -> None:
     """Mount the alarm, device and page routes."""
+    from services.web import routes_reports
+
     app.include_router(_api_router())
     app.include_router(_pages_router())
+    app.include_router(routes_reports.router())
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_r: Request, err: NotFoundError) -> JSONResponse:

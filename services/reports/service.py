@@ -1,0 +1,111 @@
+"""Reports from the stores: where the data comes from, and the CSV form of the report."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+from carehub.site import SiteIndex
+from services.reports.freed_hours import (
+    AlarmRecord,
+    FreedHoursInput,
+    Seconds,
+    freed_hours_report,
+)
+from services.reports.utilisation import EventRecord, utilisation_report
+
+REPORT_EVENT_TYPES = ("dose_due", "taken", "missed", "saturation", "detached", "attached")
+
+
+class ReportSource(Protocol):
+    """Read access to the stored time series and alarms."""
+
+    def device_times(self, lo: datetime, hi: datetime) -> dict[str, Seconds]:
+        """device id → sorted Unix-second times of every accepted message in [lo, hi)."""
+        ...
+
+    def alarms(self, lo: datetime, hi: datetime) -> list[AlarmRecord]:
+        """Alarms raised in [lo, hi)."""
+        ...
+
+    def events(self, lo: datetime, hi: datetime, types: Sequence[str]) -> list[EventRecord]:
+        """Canonical events of the given types in [lo, hi)."""
+        ...
+
+
+def _window(index: SiteIndex, first: date, last: date) -> tuple[datetime, datetime]:
+    lo = index.night_bounds(first)[0]
+    hi = index.night_bounds(last)[1]
+    longest = max((b.heartbeat_seconds for s in index.bindings.values() for b in s), default=60)
+    # a message shortly before the night keeps its device online into the night
+    return lo - timedelta(seconds=3 * longest), hi
+
+
+def freed_hours(
+    index: SiteIndex, source: ReportSource, first: date, last: date, ward: str | None = None
+) -> dict[str, Any]:
+    """SPEC §6 for a period, from the stores."""
+    lo, hi = _window(index, first, last)
+    data = FreedHoursInput(source.device_times(lo, hi), source.alarms(lo, hi))
+    return freed_hours_report(index, first, last, data, ward)
+
+
+def utilisation(index: SiteIndex, source: ReportSource, first: date, last: date) -> dict[str, Any]:
+    """The utilisation report for a period, from the stores."""
+    lo, hi = _window(index, first, last)
+    return utilisation_report(
+        index,
+        first,
+        last,
+        source.alarms(lo, hi),
+        source.events(lo, hi, REPORT_EVENT_TYPES),
+        source.device_times(lo, hi),
+    )
+
+
+def freed_hours_csv(report: dict[str, Any]) -> str:
+    """One row per resident and night-total, then the assumptions, for a spreadsheet."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["section", "key", "freed_hours_total", "coverage_mean", "alarm_minutes", "nights"])
+    w.writerow(
+        [
+            "site",
+            report["site"],
+            f"{report['freed_hours_total']:.3f}",
+            f"{report['coverage_mean']:.4f}",
+            "",
+            report["nights"],
+        ]
+    )
+    for ward, row in report["by_ward"].items():
+        w.writerow(
+            ["ward", ward, f"{row['freed_hours_total']:.3f}", f"{row['coverage_mean']:.4f}", "", ""]
+        )
+    for resident, row in report["by_resident"].items():
+        w.writerow(
+            [
+                "resident",
+                resident,
+                f"{row['freed_hours_total']:.3f}",
+                f"{row['coverage_mean']:.4f}",
+                f"{row['alarm_minutes']:.1f}",
+                row["nights"],
+            ]
+        )
+    for night in report["by_night"]:
+        w.writerow(
+            ["night", night["night"], f"{night['freed_hours_total']:.3f}", "", "", night["hours"]]
+        )
+    mean = report["freed_hours_per_night"]
+    w.writerow(["summary", "mean_per_night", f"{mean['mean']:.3f}", "", "", ""])
+    w.writerow(["summary", "ci95_low", f"{mean['ci95'][0]:.3f}", "", "", ""])
+    w.writerow(["summary", "ci95_high", f"{mean['ci95'][1]:.3f}", "", "", ""])
+    w.writerow(["summary", "annual_hours", f"{report['annual_hours']:.1f}", "", "", ""])
+    w.writerow(["summary", "fte", f"{report['fte']:.3f}", "", "", ""])
+    for key, p in report["assumptions"]["parameters"].items():
+        w.writerow(["assumption", f"{p['symbol']} ({key})", p["value"], p["source"], "", ""])
+    return out.getvalue()

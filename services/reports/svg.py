@@ -1,0 +1,113 @@
+"""Small server-side SVG charts for the reports page.
+
+Drawn here rather than by a JavaScript library: the page works offline (care homes may have
+no internet), needs no script, and the charts print. Only presentation attributes are used,
+so the strict Content-Security-Policy (no inline styles) holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+W, H = 640, 240
+PAD_L, PAD_R, PAD_T, PAD_B = 48, 12, 16, 40
+FG, MUTED, GRID = "#f0f3f6", "#a8b3bf", "#30363d"
+BLUE, BAND, ORANGE = "#58a6ff", "#1f6feb", "#ffb347"
+
+
+def _frame(title: str, body: str) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" '
+        f'aria-label="{escape(title)}" class="chart"><title>{escape(title)}</title>{body}</svg>'
+    )
+
+
+def _scale(lo: float, hi: float, a: float, b: float) -> tuple[float, float]:
+    span = hi - lo or 1.0
+    k = (b - a) / span
+    return k, a - lo * k
+
+
+def _y_axis(lo: float, hi: float, ky: float, cy: float, unit: str) -> str:
+    out = []
+    for i in range(5):
+        v = lo + (hi - lo) * i / 4
+        y = ky * v + cy
+        out.append(
+            f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
+            f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" fill="{MUTED}" font-size="11" '
+            f'text-anchor="end">{v:.3g}{escape(unit)}</text>'
+        )
+    return "".join(out)
+
+
+def line_with_band(
+    title: str,
+    labels: Sequence[str],
+    values: Sequence[float],
+    band: tuple[float, float] | None = None,
+    unit: str = "",
+) -> str:
+    """A line over nights, with a horizontal band (e.g. the 95 % interval of the mean)."""
+    if not values:
+        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" fill="{MUTED}">–</text>')
+    lo = min([*values, *(band or ()), 0.0])
+    hi = max([*values, *(band or ()), 0.0])
+    ky, cy = _scale(lo, hi, H - PAD_B, PAD_T)
+    n = len(values)
+    kx, cx = _scale(0, max(n - 1, 1), PAD_L, W - PAD_R)
+    body = _y_axis(lo, hi, ky, cy, unit)
+    if band is not None:
+        y1, y2 = ky * band[1] + cy, ky * band[0] + cy
+        body += (
+            f'<rect x="{PAD_L}" y="{y1:.1f}" width="{W - PAD_L - PAD_R}" '
+            f'height="{max(y2 - y1, 1):.1f}" fill="{BAND}" fill-opacity="0.25"/>'
+        )
+    points = " ".join(f"{kx * i + cx:.1f},{ky * v + cy:.1f}" for i, v in enumerate(values))
+    body += f'<polyline points="{points}" fill="none" stroke="{BLUE}" stroke-width="2"/>'
+    step = max(1, n // 8)
+    for i in range(0, n, step):
+        body += (
+            f'<text x="{kx * i + cx:.1f}" y="{H - PAD_B + 16}" fill="{MUTED}" font-size="11" '
+            f'text-anchor="middle">{escape(labels[i])}</text>'
+        )
+    return _frame(title, body)
+
+
+def bars(title: str, labels: Sequence[str], values: Sequence[float], unit: str = "") -> str:
+    """Vertical bars, e.g. alarms by hour of night."""
+    if not values:
+        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" fill="{MUTED}">–</text>')
+    hi = max([*values, 1.0])
+    ky, cy = _scale(0, hi, H - PAD_B, PAD_T)
+    n = len(values)
+    slot = (W - PAD_L - PAD_R) / n
+    body = _y_axis(0, hi, ky, cy, unit)
+    for i, v in enumerate(values):
+        x = PAD_L + i * slot + slot * 0.15
+        y = ky * v + cy
+        body += (
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" '
+            f'height="{H - PAD_B - y:.1f}" fill="{ORANGE}"><title>{escape(labels[i])}: '
+            f"{v:g}{escape(unit)}</title></rect>"
+        )
+        if n <= 24 or i % max(1, n // 12) == 0:
+            body += (
+                f'<text x="{x + slot * 0.35:.1f}" y="{H - PAD_B + 16}" fill="{MUTED}" '
+                f'font-size="11" text-anchor="middle">{escape(labels[i])}</text>'
+            )
+    return _frame(title, body)
+
+
+def histogram(title: str, values: Sequence[float], bins: int = 12, unit: str = "") -> str:
+    """A distribution, e.g. response minutes."""
+    if not values:
+        return bars(title, [], [])
+    lo, hi = 0.0, max(values) or 1.0
+    width = (hi - lo) / bins
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, int((v - lo) / width))] += 1
+    labels = [f"{lo + width * i:.0f}" for i in range(bins)]
+    return bars(title, labels, [float(c) for c in counts], unit)

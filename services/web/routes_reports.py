@@ -1,0 +1,145 @@
+"""Report routes for managers: JSON, CSV and the /reports page (SPEC §6, §7)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+
+from services.reports import svg
+from services.reports.service import ReportSource, freed_hours, freed_hours_csv, utilisation
+from services.web.context import HubContext
+from services.web.deps import Ctx, ManagerUser, current_user
+from services.web.users import Role
+
+MAX_NIGHTS = 3 * 366
+
+
+def _source(ctx: HubContext) -> ReportSource:
+    if ctx.reports is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail="report store not available"
+        )
+    source: ReportSource = ctx.reports
+    return source
+
+
+def _period(ctx: HubContext, first: date | None, last: date | None) -> tuple[date, date]:
+    """Default: the last 30 complete nights."""
+    today = ctx.clock.now().astimezone(ctx.site.tz).date()
+    last = last or today - timedelta(days=1)
+    first = first or last - timedelta(days=29)
+    if last < first:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="'to' is before 'from'")
+    if (last - first).days >= MAX_NIGHTS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"at most {MAX_NIGHTS} nights per report"
+        )
+    return first, last
+
+
+def _ward(ctx: HubContext, ward: str | None) -> str | None:
+    if ward and ward not in {w.id for w in ctx.site.site.wards}:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"no ward {ward!r}")
+    return ward or None
+
+
+From = Annotated[date | None, Query(alias="from", description="First night (local start date).")]
+To = Annotated[date | None, Query(alias="to", description="Last night, included.")]
+Ward = Annotated[str | None, Query(description="Only this ward.")]
+
+
+def router() -> APIRouter:
+    """The report routes."""
+    r = APIRouter(tags=["reports"])
+
+    @r.get("/api/reports/freed-hours")
+    def freed_json(
+        ctx: Ctx, _user: ManagerUser, first: From = None, last: To = None, ward: Ward = None
+    ) -> dict[str, Any]:
+        """Freed night-shift hours (SPEC §6) with the assumptions used."""
+        a, b = _period(ctx, first, last)
+        return freed_hours(ctx.site, _source(ctx), a, b, _ward(ctx, ward))
+
+    @r.get("/api/reports/freed-hours.csv", response_class=PlainTextResponse)
+    def freed_csv(
+        ctx: Ctx, _user: ManagerUser, first: From = None, last: To = None, ward: Ward = None
+    ) -> Response:
+        """The same as CSV, for a spreadsheet."""
+        a, b = _period(ctx, first, last)
+        report = freed_hours(ctx.site, _source(ctx), a, b, _ward(ctx, ward))
+        name = f"carehub-freed-hours-{ctx.site.site.site}-{a}-{b}.csv"
+        return Response(
+            freed_hours_csv(report),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    @r.get("/api/reports/utilisation")
+    def utilisation_json(
+        ctx: Ctx, _user: ManagerUser, first: From = None, last: To = None
+    ) -> dict[str, Any]:
+        """Alarms, response times, coverage, uptime, adherence, diaper changes, concurrency."""
+        a, b = _period(ctx, first, last)
+        return utilisation(ctx.site, _source(ctx), a, b)
+
+    @r.get("/reports", response_class=HTMLResponse, include_in_schema=False)
+    def reports_page(
+        request: Request, ctx: Ctx, first: From = None, last: To = None, ward: Ward = None
+    ) -> Response:
+        from services.web.app import login_redirect, page
+
+        try:
+            user = current_user(request, ctx, None)
+        except HTTPException:
+            return login_redirect(request)
+        if not user.role.allows(Role.MANAGER):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="needs role manager or above")
+        a, b = _period(ctx, first, last)
+        w = _ward(ctx, ward)
+        fh = freed_hours(ctx.site, _source(ctx), a, b, w)
+        ut = utilisation(ctx.site, _source(ctx), a, b)
+        ci = fh["freed_hours_per_night"]["ci95"]
+        charts = {
+            "freed": svg.line_with_band(
+                "Freed hours per night",
+                [n["night"][5:] for n in fh["by_night"]],
+                [n["freed_hours_total"] for n in fh["by_night"]],
+                (ci[0], ci[1]) if ci[0] == ci[0] else None,
+                " h",
+            ),
+            "by_hour": svg.bars(
+                "Alarms by hour of night",
+                [f"{h['hour']:02d}" for h in ut["alarms"]["by_hour_of_night"]],
+                [float(h["count"]) for h in ut["alarms"]["by_hour_of_night"]],
+            ),
+            "concurrency": svg.bars(
+                "Minutes with two or more open alarms, by hour",
+                [f"{h['hour']:02d}" for h in ut["concurrency"]["by_hour_of_night"]],
+                [h["minutes_with_two_or_more"] for h in ut["concurrency"]["by_hour_of_night"]],
+                " min",
+            ),
+            "coverage": svg.bars(
+                "Uptime per device at night",
+                list(ut["device_uptime"]),
+                [v * 100 for v in ut["device_uptime"].values()],
+                " %",
+            ),
+        }
+        return page(
+            request,
+            ctx,
+            "reports.html",
+            user,
+            fh=fh,
+            ut=ut,
+            charts=charts,
+            first=a.isoformat(),
+            last=b.isoformat(),
+            ward=w or "",
+            wards=ctx.site.site.wards,
+        )
+
+    return r
