@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import AwareDatetime, BaseModel, Field
@@ -42,6 +42,13 @@ def _alarms(ctx: HubContext) -> AlarmsPort:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="alarm service not running")
     port: AlarmsPort = ctx.alarms
     return port
+
+
+def _alarms_dep(ctx: Ctx) -> AlarmsPort:
+    return _alarms(ctx)
+
+
+Alarms = Annotated[AlarmsPort, Depends(_alarms_dep)]
 
 
 def _change(fn: Any, *args: Any) -> dict[str, Any]:
@@ -79,10 +86,9 @@ def _api_router() -> APIRouter:
 
     @router.get("/alarms/stream", response_class=EventSourceResponse)
     async def stream(
-        request: Request, ctx: Ctx, _user: StaffUser
+        request: Request, ctx: Ctx, _user: StaffUser, port: Alarms
     ) -> AsyncIterator[ServerSentEvent]:
         """One `alarm` event per alarm state change, a `ping` with hub health every 5 s."""
-        port = _alarms(ctx)
         loop = asyncio.get_running_loop()
         changes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
 
