@@ -210,7 +210,7 @@ class EmbeddedBroker:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._start())
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - reported to the starting thread
             self._error = err
             self._ready.set()
             return

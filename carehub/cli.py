@@ -147,6 +147,20 @@ def broker_config(
     typer.echo("credentials.json holds every client's password: keep it secret (mode 0600).")
 
 
+@app.command()
+def health(
+    part: Annotated[str, typer.Argument(help="gateway, rules or api.")],
+) -> None:
+    """Exit 0 when the part's heartbeat is fresh and healthy (for container health checks)."""
+    from carehub import heartbeat
+    from carehub.settings import get_settings
+
+    state = heartbeat.read(heartbeat.heartbeat_dir(get_settings().db), part)
+    typer.echo(f"{part}: {state}")
+    if state != "ok":
+        raise typer.Exit(1)
+
+
 def _register_parts() -> None:
     """Each part of CareHub contributes its own commands."""
     from firmware_sim.commands import register as register_sim

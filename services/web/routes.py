@@ -119,7 +119,7 @@ def _api_router() -> APIRouter:
 def _health(ctx: HubContext) -> dict[str, Any]:
     try:
         components = dict(ctx.health())
-    except Exception:
+    except Exception:  # noqa: BLE001 - the board shows degraded rather than failing
         components = {"health": "probe failed"}
     ok = all(v == "ok" for v in components.values())
     return {"status": "ok" if ok else "degraded", "components": components}
