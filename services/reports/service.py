@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -109,3 +109,34 @@ def freed_hours_csv(report: dict[str, Any]) -> str:
     for key, p in report["assumptions"]["parameters"].items():
         w.writerow(["assumption", f"{p['symbol']} ({key})", p["value"], p["source"], "", ""])
     return out.getvalue()
+
+
+class StoreReportSource:
+    """A ReportSource over the gateway's event store and the alarm store."""
+
+    def __init__(
+        self,
+        site: str,
+        events: Any,
+        alarms: Callable[[datetime, datetime], list[dict[str, Any]]],
+    ) -> None:
+        """`events` is a gateway EventStore; `alarms(lo, hi)` answers alarm JSON (SPEC §5)."""
+        self._site = site
+        self._events = events
+        self._alarms = alarms
+
+    def device_times(self, lo: datetime, hi: datetime) -> dict[str, Seconds]:
+        """Message times per device from the event store."""
+        times: dict[str, Seconds] = self._events.device_times(self._site, lo, hi)
+        return times
+
+    def alarms(self, lo: datetime, hi: datetime) -> list[AlarmRecord]:
+        """Alarms raised in [lo, hi) from the alarm store."""
+        return [AlarmRecord.from_json(a) for a in self._alarms(lo, hi)]
+
+    def events(self, lo: datetime, hi: datetime, types: Sequence[str]) -> list[EventRecord]:
+        """Canonical events of the given types."""
+        return [
+            EventRecord(e.device_id, e.resident_id, e.type.value, e.ts, e.data)
+            for e in self._events.query_events(self._site, lo, hi, types=list(types))
+        ]
