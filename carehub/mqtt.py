@@ -149,3 +149,30 @@ def close(client: paho.Client) -> None:
         client.disconnect()
     finally:
         client.loop_stop()
+
+
+CONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Waits between first-connect attempts; paho's own reconnect takes over once connected."""
+
+
+def connect_until_stopped(
+    target: MqttTarget,
+    options: ClientOptions,
+    stopping: threading.Event,
+    on_connect: Callable[[paho.Client], None] | None = None,
+    name: str = "client",
+) -> paho.Client | None:
+    """`connect_blocking`, retried with backoff until it works or `stopping` is set (→ None).
+
+    Services start before the broker does in a compose stack; they must wait, not die.
+    """
+    attempt = 0
+    while not stopping.is_set():
+        try:
+            return connect_blocking(target, options, on_connect=on_connect)
+        except MqttConnectError as err:
+            delay = CONNECT_BACKOFF_S[min(attempt, len(CONNECT_BACKOFF_S) - 1)]
+            attempt += 1
+            _LOGGER.warning("%s cannot connect (%s); retrying in %s s", name, err, delay)
+            stopping.wait(delay)
+    return None

@@ -1,0 +1,107 @@
+"""`carehub-v1`: the native CareHub firmware protocol of SPEC §3, for every device kind."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from carehub.site import DeviceKind
+from gateway.codecs.base import Codec, DecodeContext, Decoded, UtcDatetime, parse
+from gateway.events import EventType
+
+SEQ_MODULUS = 2**31
+
+
+class _Uplink(BaseModel):
+    """Fields every native uplink has; unknown extra keys are ignored for newer firmware."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
+
+    v: Literal[1]
+    seq: int = Field(ge=0, lt=SEQ_MODULUS)
+    ts: UtcDatetime
+
+
+class Heartbeat(_Uplink):
+    type: Literal["heartbeat"]
+    battery: float | None = Field(None, ge=0, le=100)
+    rssi: int | None = Field(None, ge=-150, le=20)
+
+
+class Fall(_Uplink):
+    type: Literal["fall"]
+    confidence: float = Field(ge=0, le=1)
+
+
+class Bare(_Uplink):
+    type: Literal["fall_cleared", "detached", "attached"]
+
+
+class Saturation(_Uplink):
+    type: Literal["saturation"]
+    level: float = Field(ge=0, le=100)
+
+
+class DoseDue(_Uplink):
+    type: Literal["dose_due"]
+    dose_id: str = Field(min_length=1, max_length=128)
+    due: UtcDatetime
+
+
+class Dose(_Uplink):
+    type: Literal["dispensed", "taken", "missed"]
+    dose_id: str = Field(min_length=1, max_length=128)
+
+
+class Fault(_Uplink):
+    type: Literal["fault"]
+    code: str = Field(min_length=1, max_length=64)
+
+
+Uplink = Annotated[
+    Heartbeat | Fall | Bare | Saturation | DoseDue | Dose | Fault, Field(discriminator="type")
+]
+_ADAPTER: TypeAdapter[Uplink] = TypeAdapter(Uplink)
+
+
+def decode(payload: bytes, ctx: DecodeContext) -> list[Decoded]:
+    """One native uplink → one canonical event."""
+    msg = parse(_ADAPTER, payload)
+    data: dict[str, object]
+    battery: float | None = None
+    rssi: int | None = None
+    match msg:
+        case Heartbeat():
+            data = {"battery": msg.battery, "rssi": msg.rssi}
+            battery, rssi = msg.battery, msg.rssi
+        case Fall():
+            data = {"confidence": msg.confidence}
+        case Saturation():
+            data = {"level": msg.level}
+        case DoseDue():
+            data = {"dose_id": msg.dose_id, "due": msg.due.isoformat().replace("+00:00", "Z")}
+        case Dose():
+            data = {"dose_id": msg.dose_id}
+        case Fault():
+            data = {"code": msg.code}
+        case _:
+            data = {}
+    return [
+        Decoded(
+            type=EventType(msg.type),
+            data=data,
+            ts=msg.ts,
+            seq=msg.seq,
+            battery=battery,
+            rssi=rssi,
+        )
+    ]
+
+
+CODEC = Codec(
+    model="carehub-v1",
+    kinds=frozenset(DeviceKind),
+    decode=decode,
+    seq_modulus=SEQ_MODULUS,
+)

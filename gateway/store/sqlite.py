@@ -1,0 +1,413 @@
+"""The SQLite backend: one WAL-mode file shared with the rules engine and the web app.
+
+Writes go to one connection inside an open transaction and are committed in batches (every
+`batch_size` writes, or when the caller flushes): ~250k rows/s instead of ~45k/s with a
+commit per event. Reads use a second connection, so they only ever see committed data.
+Tables are named so they cannot clash with the other components' (`alarms*`, `audit*`,
+`users*`, `sessions*`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carehub.site import DeviceKind
+from gateway.events import CanonicalEvent, EventType
+from gateway.store.base import (
+    DeadLetter,
+    DedupeHit,
+    DeviceState,
+    Seconds,
+    SeqState,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 5000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    type TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    received_at_us INTEGER NOT NULL,
+    resident_id TEXT,
+    room TEXT,
+    seq INTEGER,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_site_ts ON events (site, ts_us);
+CREATE INDEX IF NOT EXISTS events_device_ts ON events (device_id, ts_us);
+CREATE TABLE IF NOT EXISTS dedupe (
+    device_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    received_at_us INTEGER NOT NULL,
+    PRIMARY KEY (device_id, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    site TEXT NOT NULL,
+    received_at_us INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    device_id TEXT,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    encoding TEXT NOT NULL,
+    truncated INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
+CREATE TABLE IF NOT EXISTS device_state (
+    device_id TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    last_seen_us INTEGER,
+    battery REAL,
+    rssi INTEGER,
+    online INTEGER,
+    status_source TEXT,
+    status_at_us INTEGER
+);
+CREATE TABLE IF NOT EXISTS device_seq (
+    device_id TEXT PRIMARY KEY,
+    last_seq INTEGER,
+    gaps INTEGER NOT NULL,
+    resets INTEGER NOT NULL,
+    last_digest TEXT,
+    last_received_at_us INTEGER,
+    codec_state TEXT NOT NULL
+);
+"""
+
+
+def _us(dt: datetime | None) -> int | None:
+    if dt is None:
+        return None
+    delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _dt(us: int | None) -> datetime | None:
+    if us is None:
+        return None
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+def _dt_req(us: int) -> datetime:
+    value = _dt(us)
+    assert value is not None
+    return value
+
+
+class SqliteEventStore:
+    """`EventStore` on a SQLite file (WAL, batched transactions, synchronous=FULL).
+
+    synchronous=FULL because the broker forgets a message once we acknowledge it: a commit
+    must survive a power cut, not only a process crash. Batching keeps that affordable.
+    """
+
+    def __init__(self, path: Path | str, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.batch_size = batch_size
+        self._lock = threading.RLock()
+        self._write = self._connect()
+        self._write.executescript(SCHEMA)
+        self._read = self._connect()
+        self._read_lock = threading.Lock()
+        self._pending = 0
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def _exec(self, sql: str, params: Sequence[Any]) -> None:
+        with self._lock:
+            if not self._write.in_transaction:
+                self._write.execute("BEGIN IMMEDIATE")
+            self._write.execute(sql, params)
+            self._pending += 1
+
+    def _maybe_commit(self) -> None:
+        """A safety valve for callers that never flush; the pipeline flushes well before."""
+        if self._pending >= self.batch_size:
+            self._commit()
+
+    def add_event(self, event: CanonicalEvent, key: str, digest: str) -> None:
+        """Buffer an event and take its dedupe key."""
+        with self._lock:
+            self._exec(
+                "INSERT OR IGNORE INTO events (event_id, site, device_id, kind, type, ts_us,"
+                " received_at_us, resident_id, room, seq, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.event_id,
+                    event.site,
+                    event.device_id,
+                    event.kind.value,
+                    event.type.value,
+                    _us(event.ts),
+                    _us(event.received_at),
+                    event.resident_id,
+                    event.room,
+                    event.seq,
+                    json.dumps(event.data, separators=(",", ":")),
+                ),
+            )
+            self._exec(
+                "INSERT OR REPLACE INTO dedupe (device_id, key, digest, event_id, received_at_us)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (event.device_id, key, digest, event.event_id, _us(event.received_at)),
+            )
+            self._maybe_commit()
+
+    def lookup(self, device_id: str, key: str) -> DedupeHit | None:
+        """Read through the writer, so keys taken in the open transaction count too."""
+        with self._lock:
+            row = self._write.execute(
+                "SELECT event_id, digest FROM dedupe WHERE device_id = ? AND key = ?",
+                (device_id, key),
+            ).fetchone()
+        return DedupeHit(row[0], row[1]) if row else None
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        """Buffer a dead letter."""
+        self._exec(
+            "INSERT INTO dead_letters (site, received_at_us, topic, device_id, reason, detail,"
+            " payload, encoding, truncated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                letter.site,
+                _us(letter.received_at),
+                letter.topic,
+                letter.device_id,
+                letter.reason,
+                letter.detail,
+                letter.payload,
+                letter.encoding,
+                int(letter.truncated),
+            ),
+        )
+        with self._lock:
+            self._maybe_commit()
+
+    def put_device_state(self, state: DeviceState) -> None:
+        """Buffer the device's latest state."""
+        self._exec(
+            "INSERT OR REPLACE INTO device_state (device_id, site, kind, last_seen_us, battery,"
+            " rssi, online, status_source, status_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                state.device_id,
+                state.site,
+                state.kind.value,
+                _us(state.last_seen),
+                state.battery,
+                state.rssi,
+                None if state.online is None else int(state.online),
+                state.status_source,
+                _us(state.status_at),
+            ),
+        )
+        with self._lock:
+            self._maybe_commit()
+
+    def put_seq_state(self, state: SeqState) -> None:
+        """Buffer the device's seq bookkeeping."""
+        self._exec(
+            "INSERT OR REPLACE INTO device_seq (device_id, last_seq, gaps, resets, last_digest,"
+            " last_received_at_us, codec_state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                state.device_id,
+                state.last_seq,
+                state.gaps,
+                state.resets,
+                state.last_digest,
+                _us(state.last_received_at),
+                json.dumps(state.codec_state),
+            ),
+        )
+        with self._lock:
+            self._maybe_commit()
+
+    def _commit(self) -> None:
+        if self._write.in_transaction:
+            self._write.execute("COMMIT")
+        self._pending = 0
+
+    def flush(self) -> None:
+        """Commit the open transaction."""
+        with self._lock:
+            self._commit()
+
+    def close(self) -> None:
+        """Commit and close both connections."""
+        with self._lock:
+            if self._closed:
+                return
+            self._commit()
+            self._closed = True
+            self._write.close()
+        with self._read_lock:
+            self._read.close()
+
+    def abandon(self) -> None:
+        """Close without committing: what a crash leaves behind (for tests and kill paths)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._write.close()  # an open transaction is rolled back
+        with self._read_lock:
+            self._read.close()
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._read_lock:
+            return self._read.execute(sql, params).fetchall()
+
+    def query_events(
+        self,
+        site: str,
+        start: datetime,
+        end: datetime,
+        kinds: Sequence[DeviceKind | str] | None = None,
+        types: Sequence[EventType | str] | None = None,
+        device_ids: Sequence[str] | None = None,
+    ) -> list[CanonicalEvent]:
+        """Committed events with device time in [start, end), oldest first."""
+        sql = (
+            "SELECT event_id, site, device_id, kind, type, ts_us, received_at_us, resident_id,"
+            " room, seq, data FROM events WHERE site = ? AND ts_us >= ? AND ts_us < ?"
+        )
+        params: list[Any] = [site, _us(start), _us(end)]
+        for column, values in (("kind", kinds), ("type", types), ("device_id", device_ids)):
+            if values is not None:
+                sql += f" AND {column} IN ({','.join('?' * len(values))})"
+                params.extend(str(v) for v in values)
+        sql += " ORDER BY ts_us, event_id"
+        return [
+            CanonicalEvent(
+                event_id=r[0],
+                site=r[1],
+                device_id=r[2],
+                kind=DeviceKind(r[3]),
+                type=EventType(r[4]),
+                ts=_dt_req(r[5]),
+                received_at=_dt_req(r[6]),
+                resident_id=r[7],
+                room=r[8],
+                seq=r[9],
+                data=json.loads(r[10]),
+            )
+            for r in self._query(sql, params)
+        ]
+
+    def device_times(self, site: str, start: datetime, end: datetime) -> dict[str, Seconds]:
+        """device id → sorted Unix seconds of its events in [start, end)."""
+        rows = self._query(
+            "SELECT device_id, ts_us FROM events WHERE site = ? AND ts_us >= ? AND ts_us < ?"
+            " ORDER BY device_id, ts_us",
+            (site, _us(start), _us(end)),
+        )
+        out: dict[str, list[int]] = {}
+        for device_id, ts_us in rows:
+            out.setdefault(device_id, []).append(ts_us)
+        return {d: np.asarray(v, dtype=np.float64) / 1e6 for d, v in out.items()}
+
+    def device_states(self) -> list[DeviceState]:
+        """Every device's committed state."""
+        rows = self._query(
+            "SELECT device_id, site, kind, last_seen_us, battery, rssi, online, status_source,"
+            " status_at_us FROM device_state ORDER BY device_id"
+        )
+        return [
+            DeviceState(
+                device_id=r[0],
+                site=r[1],
+                kind=DeviceKind(r[2]),
+                last_seen=_dt(r[3]),
+                battery=r[4],
+                rssi=r[5],
+                online=None if r[6] is None else bool(r[6]),
+                status_source=r[7],
+                status_at=_dt(r[8]),
+            )
+            for r in rows
+        ]
+
+    def seq_states(self) -> dict[str, SeqState]:
+        """Every device's committed seq bookkeeping."""
+        rows = self._query(
+            "SELECT device_id, last_seq, gaps, resets, last_digest, last_received_at_us,"
+            " codec_state FROM device_seq"
+        )
+        return {
+            r[0]: SeqState(
+                device_id=r[0],
+                last_seq=r[1],
+                gaps=r[2],
+                resets=r[3],
+                last_digest=r[4],
+                last_received_at=_dt(r[5]),
+                codec_state=json.loads(r[6]),
+            )
+            for r in rows
+        }
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Newest first."""
+        rows = self._query(
+            "SELECT site, topic, payload, encoding, reason, detail, received_at_us, device_id,"
+            " truncated FROM dead_letters ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            DeadLetter(
+                site=r[0],
+                topic=r[1],
+                payload=r[2],
+                encoding=r[3],
+                reason=r[4],
+                detail=r[5],
+                received_at=_dt_req(r[6]),
+                device_id=r[7],
+                truncated=bool(r[8]),
+            )
+            for r in rows
+        ]
+
+    def counters(self) -> dict[str, float]:
+        """Seq gaps and resets per device, dead letters per reason, events stored."""
+        out: dict[str, float] = {}
+        for device_id, gaps, resets in self._query(
+            "SELECT device_id, gaps, resets FROM device_seq ORDER BY device_id"
+        ):
+            out[f'carehub_gateway_seq_gaps{{device_id="{device_id}"}}'] = float(gaps)
+            out[f'carehub_gateway_seq_resets{{device_id="{device_id}"}}'] = float(resets)
+        for reason, n in self._query(
+            "SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason ORDER BY reason"
+        ):
+            out[f'carehub_gateway_dead_letters_stored{{reason="{reason}"}}'] = float(n)
+        (events,) = self._query("SELECT COUNT(*) FROM events")[0]
+        out["carehub_gateway_events_stored"] = float(events)
+        return out
