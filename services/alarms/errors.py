@@ -1,0 +1,29 @@
+"""Errors of the alarm lifecycle.
+
+They subclass the web app's port errors, so the one exception handler there maps them to
+404 and 409 without knowing this package (the port is the contract both sides depend on).
+"""
+
+from __future__ import annotations
+
+from carehub.errors import CareHubError
+from services.web.ports import ConflictError, NotFoundError
+
+
+class AlarmError(CareHubError):
+    """Root of every error this package raises on purpose."""
+
+
+class AlarmNotFoundError(AlarmError, NotFoundError):
+    """No alarm has this id (→ 404)."""
+
+
+class InvalidTransitionError(AlarmError, ConflictError):
+    """The change is impossible from the alarm's current state (→ 409)."""
+
+    def __init__(self, alarm_id: str, state: str, action: str, why: str = "") -> None:
+        self.alarm_id = alarm_id
+        self.state = state
+        self.action = action
+        reason = f": {why}" if why else ""
+        super().__init__(f"alarm {alarm_id} is {state}; cannot {action}{reason}")

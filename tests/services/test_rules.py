@@ -1,0 +1,259 @@
+"""Every rule, table-driven through the engine: trigger, no trigger, threshold edges,
+per-resident overrides (sites/test.yaml gives r-001 a diaper threshold of 60), night-only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from carehub.clock import FakeClock
+from carehub.site import (
+    BatteryLowRule,
+    DiaperChangeRule,
+    FallRule,
+    Rules,
+    Site,
+    SiteIndex,
+)
+from services.alarms.model import Alarm
+from services.alarms.store import AlarmStore
+from services.rules.engine import RulesEngine
+from tests.services.conftest import DAY, NIGHT, QUIET, make_event_factory, with_changes
+
+
+@dataclass(frozen=True)
+class Step:
+    """An event (device, type, data) or, with `device` None, a timer check, at a minute."""
+
+    at_min: float
+    device: str | None = None
+    type: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def ev(at_min: float, device: str, type_: str, **data: Any) -> Step:
+    return Step(at_min, device, type_, data)
+
+
+def tick(at_min: float) -> Step:
+    return Step(at_min)
+
+
+Expected = tuple[str, str, str, str, str, int]
+"""(rule, kind, priority, resident or device, state, count)"""
+
+SITES: dict[str, dict[str, Any]] = {
+    "test": {},
+    "fall_night_only": {"rules": Rules(fall=FallRule(night_only=True))},
+    "diaper_off": {"rules": Rules(diaper_change=DiaperChangeRule(enabled=False))},
+    "battery_30": {"rules": Rules(battery_low=BatteryLowRule(threshold=30))},
+}
+
+CASES: list[tuple[str, str, datetime, list[Step], list[Expected]]] = [
+    # --- fall -----------------------------------------------------------------------
+    ("fall at min confidence", "test", NIGHT,
+     [ev(0, "fall-a1", "fall", confidence=0.6)],
+     [("fall", "fall", "high", "r-001", "raised", 1)]),
+    ("fall below min confidence", "test", NIGHT,
+     [ev(0, "fall-a1", "fall", confidence=0.59)], []),
+    ("fall from a radar", "test", NIGHT,
+     [ev(0, "fall-a2", "fall", confidence=0.9)],
+     [("fall", "fall", "high", "r-002", "raised", 1)]),
+    ("fall in a shared room is the device's", "test", NIGHT,
+     [ev(0, "fall-b1", "fall", confidence=0.9)],
+     [("fall", "fall", "high", "fall-b1", "raised", 1)]),
+    ("repeated falls count on one alarm", "test", NIGHT,
+     [ev(0, "fall-a1", "fall", confidence=0.9), ev(0.5, "fall-a1", "fall", confidence=0.9),
+      ev(1, "fall-a1", "fall", confidence=0.7)],
+     [("fall", "fall", "high", "r-001", "raised", 3)]),
+    ("fall_cleared does not resolve an unacknowledged fall", "test", NIGHT,
+     [ev(0, "fall-a1", "fall", confidence=0.9), ev(1, "fall-a1", "fall_cleared")],
+     [("fall", "fall", "high", "r-001", "raised", 1)]),
+    ("night-only fall by day", "fall_night_only", DAY,
+     [ev(0, "fall-a1", "fall", confidence=0.9)], []),
+    ("night-only fall at night", "fall_night_only", NIGHT,
+     [ev(0, "fall-a1", "fall", confidence=0.9)],
+     [("fall", "fall", "high", "r-001", "raised", 1)]),
+    ("fall by day without night-only", "test", DAY,
+     [ev(0, "fall-a1", "fall", confidence=0.9)],
+     [("fall", "fall", "high", "r-001", "raised", 1)]),
+    # --- diaper ---------------------------------------------------------------------
+    ("r-001 override: 60 alarms", "test", NIGHT,
+     [ev(0, "diaper-r001", "saturation", level=60)],
+     [("diaper_change", "diaper", "medium", "r-001", "raised", 1)]),
+    ("r-001 override: 59 does not", "test", NIGHT,
+     [ev(0, "diaper-r001", "saturation", level=59)], []),
+    ("site default: 70 alarms", "test", NIGHT,
+     [ev(0, "diaper-r002", "saturation", level=70)],
+     [("diaper_change", "diaper", "medium", "r-002", "raised", 1)]),
+    ("site default: 69 does not", "test", NIGHT,
+     [ev(0, "diaper-r002", "saturation", level=69)], []),
+    ("fresh diaper below 10 resolves", "test", NIGHT,
+     [ev(0, "diaper-r002", "saturation", level=80), ev(2, "diaper-r002", "saturation", level=9)],
+     [("diaper_change", "diaper", "medium", "r-002", "resolved", 1)]),
+    ("10 is not fresh", "test", NIGHT,
+     [ev(0, "diaper-r002", "saturation", level=80),
+      ev(2, "diaper-r002", "saturation", level=10)],
+     [("diaper_change", "diaper", "medium", "r-002", "raised", 1)]),
+    ("rule disabled", "diaper_off", NIGHT,
+     [ev(0, "diaper-r002", "saturation", level=100)], []),
+    # --- medication -----------------------------------------------------------------
+    ("dispenser reports missed", "test", NIGHT,
+     [ev(0, "med-r001", "missed", dose_id="d1")],
+     [("dose_missed", "medication", "medium", "r-001", "raised", 1)]),
+    ("taken within the window", "test", NIGHT,
+     [ev(0, "med-r001", "dose_due", dose_id="d1"), ev(12, "med-r001", "taken", dose_id="d1"),
+      tick(45)], []),
+    ("window not over at 29 min", "test", NIGHT,
+     [ev(0, "med-r001", "dose_due", dose_id="d1"), tick(29.9)], []),
+    ("no taken within 30 min", "test", NIGHT,
+     [ev(0, "med-r001", "dose_due", dose_id="d1"), tick(30)],
+     [("dose_missed", "medication", "medium", "r-001", "raised", 1)]),
+    ("timer and missed report are one occurrence", "test", NIGHT,
+     [ev(0, "med-r001", "dose_due", dose_id="d1"), tick(31),
+      ev(32, "med-r001", "missed", dose_id="d1")],
+     [("dose_missed", "medication", "medium", "r-001", "raised", 1)]),
+    ("late taken resolves the missed-dose alarm", "test", NIGHT,
+     [ev(0, "med-r001", "dose_due", dose_id="d1"), tick(31),
+      ev(35, "med-r001", "taken", dose_id="d1")],
+     [("dose_missed", "medication", "medium", "r-001", "resolved", 1)]),
+    ("dispenser fault", "test", NIGHT,
+     [ev(0, "med-r001", "fault", code="jam")],
+     [("device_fault", "technical", "medium", "med-r001", "raised", 1)]),
+    ("diaper sensor fault", "test", NIGHT,
+     [ev(0, "diaper-r002", "fault", code="sensor_error")],
+     [("device_fault", "technical", "medium", "diaper-r002", "raised", 1)]),
+    # --- battery --------------------------------------------------------------------
+    ("battery at 15", "test", NIGHT,
+     [ev(0, "fall-a1", "heartbeat", battery=15, rssi=-70)],
+     [("battery_low", "technical", "low", "fall-a1", "raised", 1)]),
+    ("battery at 16", "test", NIGHT, [ev(0, "fall-a1", "heartbeat", battery=16)], []),
+    ("no battery reported", "test", NIGHT, [ev(0, "fall-a2", "heartbeat", battery=None)], []),
+    ("battery override", "battery_30", NIGHT,
+     [ev(0, "fall-a1", "heartbeat", battery=30)],
+     [("battery_low", "technical", "low", "fall-a1", "raised", 1)]),
+    ("battery just above threshold does not resolve", "test", NIGHT,
+     [ev(0, "med-r001", "heartbeat", battery=12), ev(1, "med-r001", "heartbeat", battery=24)],
+     [("battery_low", "technical", "low", "med-r001", "raised", 1)]),
+    ("new battery resolves", "test", NIGHT,
+     [ev(0, "med-r001", "heartbeat", battery=12), ev(1, "med-r001", "heartbeat", battery=100)],
+     [("battery_low", "technical", "low", "med-r001", "resolved", 1)]),
+    # --- silence --------------------------------------------------------------------
+    ("silent just under 3 heartbeats", "test", NIGHT,
+     [ev(0, "diaper-r001", "heartbeat", battery=90), tick(2.99)], []),
+    ("silent diaper sensor", "test", NIGHT,
+     [ev(0, "diaper-r001", "heartbeat", battery=90), tick(3)],
+     [("sensor_silent", "technical", "medium", "diaper-r001", "raised", 1)]),
+    ("silent fall sensor at night", "test", NIGHT,
+     [ev(0, "fall-a1", "heartbeat", battery=90), tick(3)],
+     [("sensor_silent", "technical", "high", "fall-a1", "raised", 1)]),
+    ("silent fall sensor by day", "test", DAY,
+     [ev(0, "fall-a1", "heartbeat", battery=90), tick(3)],
+     [("sensor_silent", "technical", "medium", "fall-a1", "raised", 1)]),
+    ("any message keeps a sensor from silence", "test", NIGHT,
+     [ev(0, "diaper-r001", "heartbeat"), ev(2, "diaper-r001", "saturation", level=20),
+      tick(4.9)], []),
+    ("a message after silence resolves", "test", NIGHT,
+     [ev(0, "diaper-r001", "heartbeat"), tick(3.5), ev(4, "diaper-r001", "heartbeat")],
+     [("sensor_silent", "technical", "medium", "diaper-r001", "resolved", 1)]),
+]  # fmt: skip
+
+
+def run(
+    engine: RulesEngine, clock: FakeClock, index: SiteIndex, base: datetime, steps: list[Step]
+) -> None:
+    make = make_event_factory(index)
+    for step in steps:
+        at = base + timedelta(minutes=step.at_min)
+        if at > clock.now():
+            clock.set(at)
+        if step.device is None:
+            engine.tick()
+        else:
+            assert step.type is not None
+            engine.handle(make(step.device, step.type, at, **step.data))
+
+
+def _who(alarm: Alarm) -> str:
+    """What the alarm is keyed by: technical alarms are the device's, others the resident's."""
+    if alarm.kind == "technical" or alarm.resident_id is None:
+        return alarm.device_id or ""
+    return alarm.resident_id
+
+
+def summary(store: AlarmStore, *, silence: bool = True) -> list[Expected]:
+    return sorted(
+        (a.rule, a.kind, a.priority.value, _who(a), a.state.value, a.count)
+        for a in store.list_alarms(active_only=False)
+        if silence or a.rule != "sensor_silent"
+    )
+
+
+@pytest.mark.parametrize(
+    ("site_name", "base", "steps", "expected", "silence"),
+    [pytest.param(*case[1:], "silen" in case[0], id=case[0]) for case in CASES],
+)
+def test_rule(
+    test_site: Site,
+    store: AlarmStore,
+    site_name: str,
+    base: datetime,
+    steps: list[Step],
+    expected: list[Expected],
+    silence: bool,
+) -> None:
+    """Silence alarms of devices a case leaves quiet for minutes count only in silence cases."""
+    index = with_changes(test_site, **SITES[site_name])
+    clock = FakeClock(base - timedelta(seconds=1))
+    engine = RulesEngine(index, store, clock, QUIET)
+    run(engine, clock, index, base, steps)
+    assert summary(store, silence=silence) == sorted(expected)
+
+
+def test_sensor_resolved_alarm_says_so(
+    engine: RulesEngine, clock: FakeClock, test_index: SiteIndex, store: AlarmStore
+) -> None:
+    run(engine, clock, test_index, NIGHT, [
+        ev(0, "diaper-r002", "saturation", level=80),
+        ev(2, "diaper-r002", "saturation", level=3),
+    ])  # fmt: skip
+    (alarm,) = store.list_alarms(active_only=False)
+    assert (alarm.resolved_by, alarm.outcome) == ("sensor", None)
+    assert alarm.resolved_at == NIGHT + timedelta(minutes=2)
+
+
+def test_fall_cleared_after_acknowledgement_resolves(
+    engine: RulesEngine, clock: FakeClock, test_index: SiteIndex, store: AlarmStore
+) -> None:
+    from services.alarms import lifecycle
+
+    run(engine, clock, test_index, NIGHT, [
+        ev(0, "fall-a1", "fall", confidence=0.9), ev(0.5, "fall-a1", "fall_cleared"),
+    ])  # fmt: skip
+    (alarm,) = store.list_alarms(active_only=True)
+    assert alarm.cleared_at == NIGHT + timedelta(minutes=0.5)  # noted, but it stays
+    lifecycle.acknowledge(store, clock, alarm.alarm_id, "anna")
+    run(engine, clock, test_index, NIGHT, [ev(1, "fall-a1", "fall_cleared")])
+    after = store.get(alarm.alarm_id)
+    assert after is not None
+    assert (after.state.value, after.resolved_by, after.acknowledged_by) == (
+        "resolved",
+        "sensor",
+        "anna",
+    )
+
+
+def test_unheard_devices_are_supervised_from_start(
+    test_index: SiteIndex, store: AlarmStore, clock: FakeClock
+) -> None:
+    engine = RulesEngine(test_index, store, clock, QUIET.__class__(timer_grace=timedelta(0)))
+    engine.start()
+    engine.start()  # a restart does not move the timers
+    clock.advance(timedelta(minutes=3))
+    engine.tick()
+    silent = {a.device_id for a in store.list_alarms(active_only=True)}
+    # every device bound now; med-r00x (moved) is one device
+    assert silent == set(test_index.bindings)

@@ -1,0 +1,344 @@
+"""The rules service against a real Mosquitto: events in, retained alarms out, a burst, a
+webhook escalation, and a kill -9 of the rules process in the middle of a night."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from carehub.broker import LocalBroker, MosquittoBroker
+from carehub.clock import FakeClock
+from carehub.mqtt import Protocol
+from carehub.settings import MqttTarget
+from carehub.site import Escalation, Site, SiteIndex
+from gateway.events import CanonicalEvent
+from services.alarms.notify import WebhookNotifier
+from services.alarms.service import AlarmService
+from services.alarms.store import AlarmStore
+from services.rules.service import RulesConfig, RulesService
+from tests.conftest import ROOT
+from tests.services.conftest import NIGHT, QUIET, make_event_factory
+from tests.support.mqttprobe import MqttProbe
+
+SITE = "testhjem"
+
+
+class Sink:
+    """A real local HTTP server that records POSTs; answers with the queued statuses."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.bodies: list[tuple[dict[str, Any], dict[str, str]]] = []
+        self.statuses = list(statuses or [])
+        self.got = threading.Condition()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with sink.got:
+                    sink.bodies.append((body, dict(self.headers)))
+                    status = sink.statuses.pop(0) if sink.statuses else 204
+                    sink.got.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/page"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait(self, count: int, timeout: float = 10) -> list[tuple[dict[str, Any], dict[str, str]]]:
+        deadline = time.monotonic() + timeout
+        with self.got:
+            while len(self.bodies) < count:
+                left = deadline - time.monotonic()
+                assert left > 0, f"{len(self.bodies)}/{count} POSTs arrived"
+                self.got.wait(left)
+            return list(self.bodies)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    s = Sink()
+    yield s
+    s.close()
+
+
+def publish(probe: MqttProbe, prefix: str, event: CanonicalEvent) -> None:
+    probe.publish(event.topic(prefix), event.model_dump_json())
+
+
+def retained(broker: LocalBroker, topic_filter: str, protocol: Protocol) -> list[bytes]:
+    """What a newly connecting subscriber gets: the retained messages only."""
+    fresh = MqttProbe(broker.host, broker.port, protocol=protocol)
+    try:
+        fresh.subscribe(topic_filter)
+        time.sleep(0.3)
+        return [m.payload for m in fresh.messages if m.retain]
+    finally:
+        fresh.close()
+
+
+class Running:
+    """A RulesService on the session broker, with its store, clock and API."""
+
+    def __init__(self, broker: LocalBroker, index: SiteIndex, db: Path, protocol: Protocol) -> None:
+        self.prefix = f"t{uuid.uuid4().hex[:8]}"
+        self.clock = FakeClock(NIGHT)
+        self.store = AlarmStore(db)
+        self.api = AlarmService(self.store, self.clock, poll_s=0.02)
+        config = RulesConfig(
+            target=MqttTarget(broker.host, broker.port),
+            prefix=self.prefix,
+            client_id=f"rules-{self.prefix}",
+            protocol=protocol,
+            tick_s=0.05,
+            engine=QUIET,
+        )
+        self.service = RulesService(config, index, self.store, self.clock, self.api)
+        self.service.start()
+        assert self.service.wait_ready(10)
+        self.make = make_event_factory(index)
+
+    @property
+    def alarms_filter(self) -> str:
+        return f"{self.prefix}/{SITE}/alarms/#"
+
+    def close(self) -> None:
+        self.service.stop()
+        self.api.close()
+        self.store.close()
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_fall_event_becomes_a_retained_alarm_cleared_on_resolve(
+    broker: LocalBroker, probe: MqttProbe, test_index: SiteIndex, tmp_path: Path, protocol: Protocol
+) -> None:
+    hub = Running(broker, test_index, tmp_path / "carehub.db", protocol)
+    try:
+        probe.subscribe(hub.alarms_filter)
+        publish(probe, hub.prefix, hub.make("fall-a1", "fall", NIGHT, confidence=0.93))
+        (live,) = probe.wait_for(hub.alarms_filter)
+        alarm = live.json()
+        assert (alarm["rule"], alarm["state"], alarm["resident_id"]) == ("fall", "raised", "r-001")
+        assert live.topic == f"{hub.prefix}/{SITE}/alarms/{alarm['alarm_id']}"
+        (kept,) = retained(broker, hub.alarms_filter, protocol)
+        assert json.loads(kept)["alarm_id"] == alarm["alarm_id"]
+
+        hub.api.acknowledge(alarm["alarm_id"], "anna")
+        probe.wait_for(hub.alarms_filter, lambda m: b'"acknowledged"' in m.payload)
+        hub.api.resolve(alarm["alarm_id"], "anna", "assisted")
+        probe.wait_for(hub.alarms_filter, lambda m: m.payload == b"")
+        ends = [m.json() for m in probe.messages if m.payload and b'"resolved"' in m.payload]
+        assert ends[-1]["outcome"] == "assisted"
+        assert retained(broker, hub.alarms_filter, protocol) == []
+    finally:
+        hub.close()
+
+
+@pytest.mark.broker
+def test_burst_of_100_falls_is_one_alarm_with_count_100(
+    broker: LocalBroker,
+    probe: MqttProbe,
+    test_index: SiteIndex,
+    tmp_path: Path,
+    mqtt_protocol: Protocol,
+) -> None:
+    hub = Running(broker, test_index, tmp_path / "carehub.db", mqtt_protocol)
+    try:
+        probe.subscribe(hub.alarms_filter)
+        for i in range(100):
+            event = hub.make("fall-b1", "fall", NIGHT + timedelta(seconds=i), confidence=0.9)
+            probe.client.publish(event.topic(hub.prefix), event.model_dump_json(), qos=1)
+        probe.wait_for(hub.alarms_filter, lambda m: b'"count":100' in m.payload, timeout=10)
+        (alarm,) = hub.api.list_alarms("all")
+        assert alarm["count"] == 100
+        assert len(hub.store.occurrences(alarm["alarm_id"])) == 100
+        (kept,) = retained(broker, hub.alarms_filter, mqtt_protocol)
+        assert json.loads(kept)["count"] == 100
+        metrics = hub.service.metrics()
+        assert metrics["carehub_rules_events_total"] == 100
+        assert metrics['carehub_alarms{state="raised"}'] == 1
+        assert hub.service.connected
+    finally:
+        hub.close()
+
+
+@pytest.mark.broker
+def test_escalation_posts_to_the_webhook(
+    broker: LocalBroker,
+    probe: MqttProbe,
+    test_site: Site,
+    tmp_path: Path,
+    mqtt_protocol: Protocol,
+    sink: Sink,
+) -> None:
+    index = SiteIndex(
+        test_site.model_copy(
+            update={"escalation": Escalation(target={"kind": "webhook", "url": sink.url})}
+        )
+    )
+    hub = Running(broker, index, tmp_path / "carehub.db", mqtt_protocol)
+    try:
+        publish(probe, hub.prefix, hub.make("fall-b1", "fall", NIGHT, confidence=0.9))
+        hub.clock.advance(timedelta(minutes=2))
+        ((body, headers),) = sink.wait(1)
+        assert (body["state"], body["rule"], body["device_id"]) == ("escalated", "fall", "fall-b1")
+        assert headers["X-CareHub-Reason"] == "escalated"
+        assert body["escalated_at"] == "2026-11-22T22:02:00.000000Z"
+    finally:
+        hub.close()
+
+
+def test_webhook_retries_server_errors_but_not_refusals() -> None:
+    sink = Sink(statuses=[503, 500, 200, 400])
+    notifier = WebhookNotifier(sink.url, backoff_s=(0.01, 0.01, 0.01))
+    try:
+        notifier.submit("escalated", {"alarm_id": "a-1"})
+        sink.wait(3)
+        notifier.submit("escalated", {"alarm_id": "a-2"})
+        sink.wait(4)
+        notifier.close()
+        assert (notifier.delivered, notifier.failed) == (1, 1)
+        assert [b["alarm_id"] for b, _h in sink.bodies] == ["a-1", "a-1", "a-1", "a-2"]
+    finally:
+        sink.close()
+
+
+def test_webhook_never_blocks_the_caller() -> None:
+    """A receiver that does not answer costs the rules loop nothing."""
+    notifier = WebhookNotifier("http://127.0.0.1:9/none", timeout_s=0.2, backoff_s=(0.01,))
+    started = time.perf_counter()
+    for i in range(20):
+        notifier.submit("escalated", {"alarm_id": f"a-{i}"})
+    assert time.perf_counter() - started < 0.1
+    notifier.close(timeout=10)
+    assert notifier.failed == 20
+
+
+# --- kill -9 ---------------------------------------------------------------------------------
+
+FAST_SITE = """
+escalation: {high_minutes: 0.1, reminder_high_minutes: null}
+rules: {dose_missed: {window_minutes: 0.1}}
+"""
+"""The test site with a 6 s escalation and a 6 s dose window, so timers outlive the kill."""
+
+
+class RulesProcess:
+    """`python -m services.rules` as its own process, to kill."""
+
+    def __init__(self, site_file: Path, db: Path, broker: MosquittoBroker, prefix: str) -> None:
+        env = {**os.environ, "CAREHUB_LOG_LEVEL": "WARNING"}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "services.rules", "--site", str(site_file), "--db", str(db),
+                "--mqtt-url", f"mqtt://{broker.host}:{broker.port}", "--prefix", prefix,
+                "--tick", "0.1", "--client-id", f"rules-{prefix}",
+            ],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
+        line = self.proc.stdout.readline() if ready else b""
+        if line.strip() != b"ready":
+            self.proc.kill()
+            _out, err = self.proc.communicate()
+            self._closed(0)
+            pytest.fail(f"rules process not ready: {line!r} {err.decode()[-2000:]}")
+
+    def _closed(self, code: int) -> int:
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        return code
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self._closed(self.proc.wait(10))
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self._closed(self.proc.wait(20))
+
+
+@pytest.mark.broker
+@pytest.mark.mosquitto_only
+def test_kill_9_loses_nothing_and_duplicates_nothing(
+    mosquitto: MosquittoBroker, test_site: Site, tmp_path: Path
+) -> None:
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text((ROOT / "sites" / "test.yaml").read_text() + FAST_SITE)
+    db = tmp_path / "carehub.db"
+    prefix = f"k{uuid.uuid4().hex[:8]}"
+    alarms_filter = f"{prefix}/{SITE}/alarms/#"
+    make = make_event_factory(SiteIndex(test_site))
+    probe = MqttProbe(mosquitto.host, mosquitto.port)
+    probe.subscribe(alarms_filter)
+    store = AlarmStore(db)
+    rules = RulesProcess(site_file, db, mosquitto, prefix)
+    try:
+        now = datetime.now(UTC)
+        falls = [
+            make("fall-b1", "fall", now + timedelta(seconds=i), confidence=0.9) for i in range(5)
+        ]
+        publish(probe, prefix, falls[0])
+        publish(probe, prefix, make("med-r001", "dose_due", now, dose_id="night"))
+        probe.wait_for(alarms_filter, lambda m: b'"fall"' in m.payload)
+        deadline = time.monotonic() + 5
+        while store.get_timer("dose:med-r001:night") is None:  # the dose_due is committed
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert {t.kind for t in store.timers()} >= {"escalate", "dose"}
+
+        rules.kill9()  # with an open alarm, an escalation and a dose window pending
+        for event in [falls[0], *falls[1:]]:  # a redelivered duplicate, and 4 new repeats
+            publish(probe, prefix, event)
+        rules = RulesProcess(site_file, db, mosquitto, prefix)
+
+        probe.wait_for(alarms_filter, lambda m: b'"dose_missed"' in m.payload, timeout=15)
+        probe.wait_for(
+            alarms_filter,
+            lambda m: b'"escalated"' in m.payload and b'"count":5' in m.payload,
+            timeout=15,
+        )
+        active = store.list_alarms(active_only=True)
+        assert sorted(a.rule for a in active) == ["dose_missed", "fall"]
+        (fall,) = [a for a in active if a.rule == "fall"]
+        assert (fall.count, fall.state.value) == (5, "escalated")
+        changes = store.changes_after(0)
+        assert [c.reason for c in changes if c.alarm_id == fall.alarm_id].count("escalated") == 1
+        assert len([c for c in changes if c.reason == "raised"]) == 2
+
+        # the web app in this (another) process acknowledges; the rules process publishes it
+        AlarmService(store).acknowledge(fall.alarm_id, "anna")
+        probe.wait_for(alarms_filter, lambda m: b'"acknowledged_by":"anna"' in m.payload)
+        assert rules.terminate() == 0
+    finally:
+        if rules.proc.poll() is None:
+            rules.kill9()
+        probe.close()
+        store.close()

@@ -1,0 +1,242 @@
+"""Escalation and reminders on a FakeClock, and late or out-of-order events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from carehub.clock import FakeClock
+from carehub.site import SiteIndex
+from services.alarms import lifecycle
+from services.alarms.store import AlarmStore, Change
+from services.rules.engine import RulesEngine
+from tests.services.conftest import NIGHT, QUIET, MakeEvent, make_event_factory
+
+
+def changes_over(
+    engine: RulesEngine, clock: FakeClock, minutes: float, step_s: float = 5
+) -> list[tuple[float, str, str]]:
+    """Tick every `step_s` for `minutes`; (minute, reason, state) of every change, except
+    those of the silence alarms the quiet devices of these tests raise on the side."""
+    seen: list[tuple[float, str, str]] = []
+    end = clock.now() + timedelta(minutes=minutes)
+    while clock.now() < end:
+        clock.advance(step_s)
+        for change in engine.tick():
+            if change.alarm["rule"] == "sensor_silent":
+                continue
+            minute = (change.at - NIGHT).total_seconds() / 60
+            seen.append((round(minute, 2), change.reason, change.alarm["state"]))
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("device", "type_", "data", "expected"),
+    [
+        pytest.param(
+            "fall-b1", "fall", {"confidence": 0.9},
+            [(1.0, "reminder", "raised"), (2.0, "escalated", "escalated"),
+             (2.0, "reminder", "escalated"), (3.0, "reminder", "escalated"),
+             (4.0, "reminder", "escalated")],
+            id="high: remind every minute, escalate at 2",
+        ),
+        pytest.param(
+            "med-r001", "fault", {"code": "jam"},
+            [(5.0, "reminder", "raised"), (10.0, "escalated", "escalated"),
+             (10.0, "reminder", "escalated")],
+            id="medium: remind every 5, escalate at 10",
+        ),
+        pytest.param("fall-b1", "heartbeat", {"battery": 5}, [], id="low: never"),
+    ],
+)  # fmt: skip
+def test_escalation_and_reminders(
+    test_index: SiteIndex,
+    store: AlarmStore,
+    clock: FakeClock,
+    make_event: MakeEvent,
+    device: str,
+    type_: str,
+    data: dict[str, Any],
+    expected: list[tuple[float, str, str]],
+) -> None:
+    engine = RulesEngine(test_index, store, clock, QUIET)
+    engine.handle(make_event(device, type_, NIGHT, **data))
+    seen = changes_over(engine, clock, 10.5 if type_ == "fault" else 4.5, step_s=5)
+    assert seen == expected
+
+
+def test_escalation_names_its_target(
+    escalation_site: Callable[..., SiteIndex], store: AlarmStore, clock: FakeClock
+) -> None:
+    index = escalation_site(target={"kind": "role", "role": "manager"})
+    engine = RulesEngine(index, store, clock, QUIET)
+    engine.handle(make_event_factory(index)("fall-b1", "fall", NIGHT, confidence=1.0))
+    clock.advance(timedelta(minutes=2))
+    (change,) = [c for c in engine.tick() if c.reason == "escalated"]
+    assert change.envelope()["target"] == {"kind": "role", "role": "manager"}
+    assert change.envelope()["type"] == "update"
+    assert change.alarm["escalated_at"] == "2026-11-22T22:02:00.000000Z"
+
+
+def test_acknowledged_alarm_neither_escalates_nor_reminds(
+    engine: RulesEngine, store: AlarmStore, clock: FakeClock, make_event: MakeEvent
+) -> None:
+    (new,) = engine.handle(make_event("fall-b1", "fall", NIGHT, confidence=0.9))
+    clock.advance(timedelta(seconds=30))
+    lifecycle.acknowledge(store, clock, new.alarm_id, "anna")
+    assert changes_over(engine, clock, 5) == []
+    assert [t.timer_id for t in store.timers() if new.alarm_id in t.timer_id] == []
+
+
+def test_no_escalation_configured(
+    escalation_site: Callable[..., SiteIndex], store: AlarmStore, clock: FakeClock
+) -> None:
+    index = escalation_site(high_minutes=None, reminder_high_minutes=None)
+    engine = RulesEngine(index, store, clock, QUIET)
+    engine.handle(make_event_factory(index)("fall-b1", "fall", NIGHT, confidence=1.0))
+    assert changes_over(engine, clock, 30, step_s=60) == []
+
+
+def test_reminders_after_downtime_come_once(
+    engine: RulesEngine, store: AlarmStore, clock: FakeClock, make_event: MakeEvent
+) -> None:
+    """A hub that was down 30 min reminds once, not 30 times."""
+    (fall,) = engine.handle(make_event("fall-b1", "fall", NIGHT, confidence=0.9))
+    clock.advance(timedelta(minutes=30))
+    reasons = [c.reason for c in engine.tick() if c.alarm["rule"] == "fall"]
+    assert reasons.count("reminder") == 1
+    assert reasons.count("escalated") == 1
+    (remind,) = [t for t in store.timers() if t.timer_id == f"remind:{fall.alarm_id}"]
+    assert remind.due == clock.now() + timedelta(minutes=1)
+
+
+def test_timer_grace_waits_for_messages_in_flight(
+    test_index: SiteIndex, store: AlarmStore, clock: FakeClock, make_event: MakeEvent
+) -> None:
+    engine = RulesEngine(test_index, store, clock, QUIET.__class__(
+        timer_grace=timedelta(seconds=2), supervise_unheard_devices=False
+    ))  # fmt: skip
+    engine.handle(make_event("med-r001", "dose_due", NIGHT, dose_id="d1"))
+    clock.set(NIGHT + timedelta(minutes=30, seconds=1))
+    assert [c for c in engine.tick() if c.alarm["rule"] == "dose_missed"] == []
+    clock.advance(1)
+    assert [c.reason for c in engine.tick() if c.alarm["rule"] == "dose_missed"] == ["raised"]
+
+
+# --- late and out-of-order events -----------------------------------------------------------
+
+
+def rules_of(changes: list[Change]) -> list[tuple[str, str]]:
+    return [(c.alarm["rule"], c.reason) for c in changes if c.alarm["rule"] != "sensor_silent"]
+
+
+def test_late_taken_within_window_cancels_the_timer(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent
+) -> None:
+    engine.handle(make_event("med-r001", "dose_due", NIGHT, dose_id="d1"))
+    clock.set(NIGHT + timedelta(minutes=25))
+    # taken at 10 min, delivered at 25 min (the dispenser was offline)
+    taken = make_event(
+        "med-r001", "taken", NIGHT + timedelta(minutes=10),
+        received_at=NIGHT + timedelta(minutes=25), dose_id="d1",
+    )  # fmt: skip
+    assert rules_of(engine.handle(taken)) == []
+    clock.advance(timedelta(minutes=20))
+    assert rules_of(engine.tick()) == []
+
+
+def test_taken_after_the_window_fires_the_timer_first(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent
+) -> None:
+    """The clock lags (an accelerated replay): the event proves the window is over."""
+    engine.handle(make_event("med-r001", "dose_due", NIGHT, dose_id="d1"))
+    late = make_event("med-r001", "taken", NIGHT + timedelta(minutes=40), dose_id="d1")
+    assert rules_of(engine.handle(late)) == [
+        ("dose_missed", "raised"),
+        ("dose_missed", "reminder"),  # at 35 min, before the event at 40
+        ("dose_missed", "sensor_resolved"),
+    ]
+
+
+def test_taken_for_another_dose_does_not_resolve(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
+) -> None:
+    engine.handle(make_event("med-r001", "missed", NIGHT, dose_id="d1"))
+    engine.handle(make_event("med-r001", "taken", NIGHT + timedelta(minutes=1), dose_id="d2"))
+    (alarm,) = store.list_alarms(active_only=True)
+    assert alarm.rule == "dose_missed"
+
+
+def test_stale_saturation_neither_resolves_nor_raises(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
+) -> None:
+    t = NIGHT
+    clock.set(t + timedelta(minutes=6))
+    engine.handle(make_event("diaper-r002", "saturation", t + timedelta(minutes=2), level=80))
+    # an older 'fresh' reading arriving late must not resolve the newer wet one
+    engine.handle(make_event("diaper-r002", "saturation", t + timedelta(minutes=1), level=0))
+    (open_,) = store.list_alarms(active_only=True)
+    engine.handle(make_event("diaper-r002", "saturation", t + timedelta(minutes=4), level=2))
+    assert store.get(open_.alarm_id).state.value == "resolved"  # type: ignore[union-attr]
+    # an older wet reading arriving after the change must not raise a new alarm
+    engine.handle(make_event("diaper-r002", "saturation", t + timedelta(minutes=3), level=90))
+    assert store.list_alarms(active_only=True) == []
+
+
+def test_stale_trigger_counts_on_an_open_alarm(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
+) -> None:
+    clock.set(NIGHT + timedelta(minutes=2))
+    engine.handle(make_event("fall-b1", "fall", NIGHT + timedelta(seconds=60), confidence=0.9))
+    engine.handle(make_event("fall-b1", "fall", NIGHT + timedelta(seconds=30), confidence=0.9))
+    (alarm,) = store.list_alarms(active_only=True)
+    assert alarm.count == 2
+    assert alarm.last_seen_at == NIGHT + timedelta(seconds=60)
+
+
+def test_late_message_does_not_move_the_silence_timer_back(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
+) -> None:
+    engine.handle(make_event("fall-a1", "heartbeat", NIGHT + timedelta(minutes=2), battery=80))
+    engine.handle(make_event("fall-a1", "heartbeat", NIGHT, battery=80))
+    timer = store.get_timer("silent:fall-a1")
+    assert timer is not None
+    assert timer.due == NIGHT + timedelta(minutes=5)
+
+
+def test_device_clock_ahead_cannot_delay_escalation(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent
+) -> None:
+    ahead = make_event(
+        "fall-b1", "fall", NIGHT + timedelta(hours=5), received_at=NIGHT, confidence=0.9
+    )
+    (new,) = engine.handle(ahead)
+    assert new.alarm["raised_at"] == "2026-11-22T22:00:00.000000Z"
+    clock.set(NIGHT + timedelta(minutes=2))
+    assert "escalated" in [c.reason for c in engine.tick()]
+
+
+def test_a_dose_id_used_again_the_next_night_alarms_again(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
+) -> None:
+    """Dispensers may name the night dose 'night' every day; each night is its own dose."""
+    for night in (0, 1):
+        start = NIGHT + timedelta(days=night)
+        clock.set(start)
+        engine.handle(make_event("med-r001", "dose_due", start, dose_id="night"))
+        clock.set(start + timedelta(minutes=31))
+        engine.tick()
+        engine.handle(
+            make_event("med-r001", "missed", start + timedelta(minutes=32), dose_id="night")
+        )
+        (alarm,) = [a for a in store.list_alarms(active_only=True) if a.rule == "dose_missed"]
+        assert alarm.count == 1  # the timer and the dispenser's own report: one occurrence
+        store_resolve(store, clock, alarm.alarm_id)
+    assert len([a for a in store.list_alarms(active_only=False) if a.rule == "dose_missed"]) == 2
+
+
+def store_resolve(store: AlarmStore, clock: FakeClock, alarm_id: str) -> None:
+    lifecycle.resolve(store, clock, alarm_id, "anna", "dose_given")
