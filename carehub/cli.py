@@ -32,7 +32,10 @@ DEMO_SITE = REPO_ROOT / "sites" / "demo.yaml"
 SiteOption = Annotated[
     Path | None,
     typer.Option(
-        "--site", help="Site file (YAML). Default: $CAREHUB_SITE_FILE.", show_default=False
+        "--site",
+        "--config",
+        help="Site file (YAML). Default: $CAREHUB_SITE_FILE.",
+        show_default=False,
     ),
 ]
 
@@ -112,6 +115,39 @@ def demo(
         run_demo(site, speed=speed, http_port=port, stop=_Stop().event)
     except ConfigError as err:
         fail(str(err))
+
+
+@app.command()
+def run(
+    part: Annotated[str, typer.Argument(help="gateway, rules, api or all.")] = "all",
+    site: SiteOption = None,
+) -> None:
+    """Run the production services (one part per container, or all in one process)."""
+    from carehub.hub import Hub, parse_parts
+    from carehub.settings import get_settings
+    from carehub.site import load_site
+
+    _setup_logging()
+    stop = _Stop()
+    try:
+        parts = parse_parts(part)
+        parsed = load_site(resolve_site_path(site))
+        hub = Hub(get_settings(), parsed, parts)
+        hub.start()
+    except ConfigError as err:
+        fail(str(err))
+    log = logging.getLogger("carehub.run")
+    log.info(
+        "running %s for site %s%s",
+        "+".join(parts),
+        parsed.site,
+        f" at {hub.url}" if hub.url else "",
+    )
+    try:
+        stop.wait()
+    finally:
+        hub.stop()
+        log.info("stopped")
 
 
 @app.command("broker-config")

@@ -254,6 +254,12 @@ class GatewayService:
         """Mark devices silent for 3 x heartbeat offline (by the injected clock)."""
         return self.ingestor.check_silence(self.clock.now())
 
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up (for the heartbeat and /healthz)."""
+        client = self._client
+        return client is not None and client.is_connected()
+
     def metrics(self) -> dict[str, float]:
         """Pipeline and MQTT counters together, for /metrics."""
         return {**self.ingestor.metrics(), **self.counters.snapshot()}

@@ -20,7 +20,7 @@ from services.web.ports import AlarmsPort, ConflictError, NotFoundError
 
 _LOGGER = logging.getLogger(__name__)
 
-PING_INTERVAL_S = 5.0
+PING_INTERVAL_S = 3.0
 """The board shows 'connection lost' after two missed pings."""
 
 Outcome = Literal["assisted", "changed", "dose_given", "false_alarm", "no_action_needed", "other"]
@@ -88,7 +88,7 @@ def _api_router() -> APIRouter:
     async def stream(
         request: Request, ctx: Ctx, _user: StaffUser, port: Alarms
     ) -> AsyncIterator[ServerSentEvent]:
-        """One `alarm` event per alarm state change, a `ping` with hub health every 5 s."""
+        """One `alarm` event per alarm state change, a `ping` with hub health every 3 s."""
         loop = asyncio.get_running_loop()
         changes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
 

@@ -159,7 +159,7 @@
     });
   }
 
-  setInterval(() => { showBanner(); render(); }, 5000);
+  setInterval(() => { showBanner(); render(); }, 1000);
   render();
   connect();
 })();

@@ -1,0 +1,397 @@
+"""The production hub: gateway, rules engine and web app, in one process or one each.
+
+`carehub run all` (and the demo) runs every part here, sharing one alarm service so a new alarm
+reaches the board without a poll; `carehub run gateway|rules|api` runs one part per container,
+the parts meeting only in the broker and the SQLite file (`CAREHUB_DB`). Each part writes a
+heartbeat beside that file, which is how the web app knows, in either layout, that a part has
+stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from carehub import heartbeat
+from carehub.clock import Clock, SystemClock
+from carehub.errors import ConfigError
+from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped
+from carehub.settings import MqttTarget, Settings
+from carehub.site import Site, SiteIndex
+
+_LOGGER = logging.getLogger(__name__)
+
+PARTS = ("gateway", "rules", "api")
+SERVER_START_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class HubOptions:
+    """How this hub runs, beyond the settings: the demo decides these, `carehub run` does not."""
+
+    protocol: Protocol = "5"
+    """MQTT protocol; "3.1.1" for the embedded demo broker."""
+    demo: bool = False
+    """Demo mode: a random session key when none is set, and demo-only conveniences."""
+    http_host: str | None = None
+    http_port: int | None = None
+    """Override `CAREHUB_HTTP_HOST` / `CAREHUB_HTTP_PORT` (0 = any free port)."""
+
+
+def parse_parts(part: str) -> tuple[str, ...]:
+    """`all` or one of PARTS (or a comma list) → the parts to run, in start order."""
+    wanted = PARTS if part == "all" else tuple(p.strip() for p in part.split(",") if p.strip())
+    unknown = [p for p in wanted if p not in PARTS]
+    if unknown or not wanted:
+        msg = f"unknown part {', '.join(unknown) or part!r}: choose gateway, rules, api or all"
+        raise ConfigError(msg)
+    return tuple(p for p in PARTS if p in wanted)
+
+
+def _device_state_json(state: Any) -> dict[str, Any]:
+    return {
+        "device_id": state.device_id,
+        "kind": str(state.kind),
+        "last_seen": state.last_seen.isoformat() if state.last_seen else None,
+        "battery": state.battery,
+        "rssi": state.rssi,
+        "online": bool(state.online),
+    }
+
+
+class _WebServer:
+    """uvicorn in a thread; `carehub run` serves the web app (or the webhook alone) with it."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        import uvicorn
+
+        from carehub.broker import free_port
+
+        self.host = host
+        self.port = port or free_port(host)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            proxy_headers=True,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                msg = f"the web server could not listen on {self.host}:{self.port}"
+                raise ConfigError(msg)
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+class _BrokerWatch:
+    """The api's own broker connection: an honest 'broker' health component, nothing more."""
+
+    def __init__(self, target: MqttTarget, options: ClientOptions) -> None:
+        self._target = target
+        self._options = options
+        self._client: paho.Client | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="api-broker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._client = connect_until_stopped(
+            self._target, self._options, self._stopping, name="api"
+        )
+
+    def state(self) -> str:
+        client = self._client
+        if client is None:
+            return "connecting"
+        return "ok" if client.is_connected() else "disconnected"
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        if self._client is not None:
+            close(self._client)
+
+
+class Hub:
+    """The chosen parts of CareHub over one site; start() then stop()."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        site: Site,
+        parts: Iterable[str] = PARTS,
+        clock: Clock | None = None,
+        options: HubOptions | None = None,
+    ) -> None:
+        self.settings = settings
+        self.site = site
+        self.index = SiteIndex(site)
+        self.parts = tuple(parts)
+        self.clock: Clock = clock or SystemClock()
+        self.options = options or HubOptions()
+        self.url: str | None = None
+        self.gateway: Any = None
+        """gateway.service.GatewayService when the gateway runs here."""
+        self.rules: Any = None
+        """services.rules.service.RulesService when the rules engine runs here."""
+        self.alarms: Any = None
+        """services.alarms.service.AlarmService shared by rules and api in this process."""
+        self.app: Any = None
+        self._stack = ExitStack()
+        self._beats = heartbeat.heartbeat_dir(settings.db)
+        target = settings.mqtt_target()
+        if target is None:
+            msg = "CAREHUB_MQTT_URL is not set: the hub needs a broker (mqtt://user:pass@host:port)"
+            raise ConfigError(msg)
+        self.target = target
+        self._secret_key = self._session_key()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the parts in order (gateway, rules, api); on failure stop what started."""
+        self.settings.db.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if "gateway" in self.parts:
+                self._start_gateway()
+            if "rules" in self.parts or "api" in self.parts:
+                self._open_alarms()
+            if "rules" in self.parts:
+                self._start_rules()
+            if "api" in self.parts:
+                self._start_api()
+            elif "gateway" in self.parts and self._webhook_token() is not None:
+                self._start_webhook_only()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout: float = 15.0) -> bool:
+        """Whether every MQTT part has connected and subscribed within `timeout`."""
+        deadline = time.monotonic() + timeout
+        for service in (self.gateway, self.rules):
+            if service is not None and not service.wait_ready(
+                max(0.0, deadline - time.monotonic())
+            ):
+                return False
+        return True
+
+    def stop(self) -> None:
+        """Stop in reverse order: the web app first, the gateway (committing) last."""
+        self._stack.close()
+
+    def __enter__(self) -> Hub:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # --- parts ----------------------------------------------------------------------------
+
+    def _start_gateway(self) -> None:
+        from gateway.pipeline import Ingestor
+        from gateway.service import GatewayConfig, GatewayService
+        from gateway.store import open_store
+
+        store = open_store(self.settings)
+        ingestor = Ingestor(self.index, store, self.settings.mqtt_prefix)
+        self._stack.callback(ingestor.close)
+        config = GatewayConfig(
+            target=self.target,
+            prefix=self.settings.mqtt_prefix,
+            client_id="carehub-gateway",
+            protocol=self.options.protocol,
+            ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
+        )
+        self.gateway = GatewayService(ingestor, config, self.clock)
+        self.gateway.start()
+        self._stack.callback(self.gateway.stop)
+        gateway = self.gateway
+
+        def status() -> dict[str, Any]:
+            state = "ok" if gateway.connected else "broker disconnected"
+            return {"state": state, "metrics": gateway.metrics()}
+
+        self._beat("gateway", status)
+
+    def _open_alarms(self) -> None:
+        from services.alarms.service import AlarmService
+
+        self.alarms = AlarmService.open(self.settings.db, self.clock)
+        self._stack.callback(self.alarms.close)
+
+    def _start_rules(self) -> None:
+        from services.rules.service import RulesService
+
+        self.rules = RulesService.from_settings(
+            self.settings,
+            self.index,
+            self.clock,
+            alarms=self.alarms,
+            protocol=self.options.protocol,
+            client_id="carehub-rules",
+        )
+        self.rules.start()
+        self._stack.callback(self.rules.stop)
+        rules = self.rules
+
+        def status() -> dict[str, Any]:
+            state = "ok" if rules.connected else "broker disconnected"
+            return {"state": state, "metrics": rules.metrics()}
+
+        self._beat("rules", status)
+
+    def _start_api(self) -> None:
+        from gateway.store import open_store
+        from services.reports.service import StoreReportSource
+        from services.web.app import create_app
+        from services.web.context import HubContext
+        from services.web.users import UserStore
+
+        users = UserStore(self.settings.db)
+        self._stack.callback(users.close)
+        # The web app reads through its own store handle: reports never wait on ingest commits.
+        events = open_store(self.settings)
+        self._stack.callback(events.close)
+        watch = _BrokerWatch(
+            self.target,
+            ClientOptions(
+                client_id="carehub-api",
+                protocol=self.options.protocol,
+                ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
+            ),
+        )
+        watch.start()
+        self._stack.callback(watch.stop)
+        alarms = self.alarms
+
+        def devices() -> list[dict[str, Any]]:
+            return [_device_state_json(s) for s in events.device_states()]
+
+        def health() -> dict[str, str]:
+            components = {"broker": watch.state(), "store": self._store_state(events)}
+            for part in ("gateway", "rules"):
+                components[part] = heartbeat.read(self._beats, part)
+            return components
+
+        ctx = HubContext(
+            settings=self.settings,
+            site=self.index,
+            users=users,
+            secret_key=self._secret_key,
+            demo=self.options.demo,
+            clock=self.clock,
+            alarms=alarms,
+            reports=StoreReportSource(self.site.site, events, alarms.raised_between),
+            devices=devices,
+            health=health,
+            metrics=self._metrics,
+            extra_routers=self._webhook_routers(),
+        )
+        self.app = create_app(ctx)
+        server = _WebServer(self.app, *self._http_address())
+        server.start()
+        self._stack.callback(server.stop)
+        self.url = server.url
+        self._beat("api", lambda: {"state": watch.state()})
+
+    def _start_webhook_only(self) -> None:
+        """`carehub run gateway` alone still takes vendor webhooks: they are gateway input."""
+        from fastapi import FastAPI
+
+        app = FastAPI(title="CareHub gateway webhooks", docs_url=None, redoc_url=None)
+        for router in self._webhook_routers():
+            app.include_router(router)
+        server = _WebServer(app, *self._http_address())
+        server.start()
+        self._stack.callback(server.stop)
+        self.url = server.url
+
+    def _webhook_routers(self) -> list[Any]:
+        if self.gateway is None:
+            return []
+        from gateway.webhook import webhook_router
+
+        token = self._webhook_token()
+        return [webhook_router(self.gateway.ingestor, token, self.gateway.publish_result)]
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _beat(self, part: str, status: Callable[[], dict[str, Any]]) -> None:
+        beat = heartbeat.Beat(self._beats, part, status).start()
+        self._stack.callback(beat.stop)
+
+    def _metrics(self) -> dict[str, float]:
+        """Every part's counters: from this process, or from the heartbeats of the others."""
+        out: dict[str, float] = {}
+        for part, service in (("gateway", self.gateway), ("rules", self.rules)):
+            if service is not None:
+                out.update(service.metrics())
+                continue
+            status = heartbeat.read_status(self._beats, part) or {}
+            metrics = status.get("metrics") or {}
+            out.update({str(k): float(v) for k, v in metrics.items()})
+            out[f'carehub_part_up{{part="{part}"}}'] = float(
+                heartbeat.read(self._beats, part) == "ok"
+            )
+        return out
+
+    @staticmethod
+    def _store_state(events: Any) -> str:
+        try:
+            events.counters()
+        except Exception as err:  # noqa: BLE001 - any store failure is reported, not raised
+            return f"failing: {type(err).__name__}"
+        return "ok"
+
+    def _http_address(self) -> tuple[str, int]:
+        host = self.options.http_host or self.settings.http_host
+        port = self.options.http_port
+        return host, self.settings.http_port if port is None else port
+
+    def _webhook_token(self) -> str | None:
+        token = self.settings.webhook_token
+        return token.get_secret_value() if token is not None else None
+
+    def _session_key(self) -> str:
+        key = self.settings.secret_key
+        if key is not None and len(key.get_secret_value()) >= 32:
+            return key.get_secret_value()
+        if key is not None:
+            msg = "CAREHUB_SECRET_KEY is too short: use at least 32 random characters"
+            raise ConfigError(msg)
+        if self.options.demo or "api" not in self.parts:
+            return secrets.token_urlsafe(32)
+        msg = (
+            "CAREHUB_SECRET_KEY is not set. The web app signs staff sessions with it; set it to "
+            "32+ random characters (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+        raise ConfigError(msg)
