@@ -88,6 +88,14 @@ class AlarmService:
         """Change envelopes after `change_id`, e.g. for an SSE client's Last-Event-ID."""
         return [c.envelope() for c in self.store.changes_after(change_id)]
 
+    def record_access(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        """Append a read of health data (a report, an export) to the audit log.
+
+        Residents may ask who looked at their data; reads are logged like changes.
+        """
+        with self.store.transaction():
+            self.store.add_audit(self.clock.now(), actor, action, None, detail)
+
     # --- changes by people ----------------------------------------------------------------
 
     def acknowledge(self, alarm_id: str, username: str) -> dict[str, Any]:

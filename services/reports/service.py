@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -44,26 +45,69 @@ def _window(index: SiteIndex, first: date, last: date) -> tuple[datetime, dateti
     return lo - timedelta(seconds=3 * longest), hi
 
 
+MAX_NIGHTS = 3 * 366
+
+
+def report_period(
+    index: SiteIndex, now: datetime, first: date | None, last: date | None
+) -> tuple[date, date]:
+    """The nights asked for; by default the last 30 complete nights. ValueError if impossible."""
+    today = now.astimezone(index.tz).date()
+    last = last or today - timedelta(days=1)
+    first = first or last - timedelta(days=29)
+    if last < first:
+        msg = f"'to' ({last}) is before 'from' ({first})"
+        raise ValueError(msg)
+    if (last - first).days >= MAX_NIGHTS:
+        msg = f"at most {MAX_NIGHTS} nights per report"
+        raise ValueError(msg)
+    return first, last
+
+
 def freed_hours(
     index: SiteIndex, source: ReportSource, first: date, last: date, ward: str | None = None
 ) -> dict[str, Any]:
     """SPEC §6 for a period, from the stores."""
     lo, hi = _window(index, first, last)
     data = FreedHoursInput(source.device_times(lo, hi), source.alarms(lo, hi))
-    return freed_hours_report(index, first, last, data, ward)
+    return json_safe_report(freed_hours_report(index, first, last, data, ward))
 
 
 def utilisation(index: SiteIndex, source: ReportSource, first: date, last: date) -> dict[str, Any]:
     """The utilisation report for a period, from the stores."""
     lo, hi = _window(index, first, last)
-    return utilisation_report(
-        index,
-        first,
-        last,
-        source.alarms(lo, hi),
-        source.events(lo, hi, REPORT_EVENT_TYPES),
-        source.device_times(lo, hi),
+    return json_safe_report(
+        utilisation_report(
+            index,
+            first,
+            last,
+            source.alarms(lo, hi),
+            source.events(lo, hi, REPORT_EVENT_TYPES),
+            source.device_times(lo, hi),
+        )
     )
+
+
+def json_safe_report(report: dict[str, Any]) -> dict[str, Any]:
+    """A report with NaN/inf as None (see json_safe)."""
+    safe: dict[str, Any] = json_safe(report)
+    return safe
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities (no nights, no alarms) → None: JSON has no NaN, and a number that
+    is not there must not look like one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _num(value: float | None, places: int) -> str:
+    return "" if value is None else f"{value:.{places}f}"
 
 
 def freed_hours_csv(report: dict[str, Any]) -> str:
@@ -75,37 +119,37 @@ def freed_hours_csv(report: dict[str, Any]) -> str:
         [
             "site",
             report["site"],
-            f"{report['freed_hours_total']:.3f}",
-            f"{report['coverage_mean']:.4f}",
+            _num(report["freed_hours_total"], 3),
+            _num(report["coverage_mean"], 4),
             "",
             report["nights"],
         ]
     )
     for ward, row in report["by_ward"].items():
         w.writerow(
-            ["ward", ward, f"{row['freed_hours_total']:.3f}", f"{row['coverage_mean']:.4f}", "", ""]
+            ["ward", ward, _num(row["freed_hours_total"], 3), _num(row["coverage_mean"], 4), "", ""]
         )
     for resident, row in report["by_resident"].items():
         w.writerow(
             [
                 "resident",
                 resident,
-                f"{row['freed_hours_total']:.3f}",
-                f"{row['coverage_mean']:.4f}",
-                f"{row['alarm_minutes']:.1f}",
+                _num(row["freed_hours_total"], 3),
+                _num(row["coverage_mean"], 4),
+                _num(row["alarm_minutes"], 1),
                 row["nights"],
             ]
         )
     for night in report["by_night"]:
         w.writerow(
-            ["night", night["night"], f"{night['freed_hours_total']:.3f}", "", "", night["hours"]]
+            ["night", night["night"], _num(night["freed_hours_total"], 3), "", "", night["hours"]]
         )
     mean = report["freed_hours_per_night"]
-    w.writerow(["summary", "mean_per_night", f"{mean['mean']:.3f}", "", "", ""])
-    w.writerow(["summary", "ci95_low", f"{mean['ci95'][0]:.3f}", "", "", ""])
-    w.writerow(["summary", "ci95_high", f"{mean['ci95'][1]:.3f}", "", "", ""])
-    w.writerow(["summary", "annual_hours", f"{report['annual_hours']:.1f}", "", "", ""])
-    w.writerow(["summary", "fte", f"{report['fte']:.3f}", "", "", ""])
+    w.writerow(["summary", "mean_per_night", _num(mean["mean"], 3), "", "", ""])
+    w.writerow(["summary", "ci95_low", _num(mean["ci95"][0], 3), "", "", ""])
+    w.writerow(["summary", "ci95_high", _num(mean["ci95"][1], 3), "", "", ""])
+    w.writerow(["summary", "annual_hours", _num(report["annual_hours"], 1), "", "", ""])
+    w.writerow(["summary", "fte", _num(report["fte"], 3), "", "", ""])
     for key, p in report["assumptions"]["parameters"].items():
         w.writerow(["assumption", f"{p['symbol']} ({key})", p["value"], p["source"], "", ""])
     return out.getvalue()

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from services.reports import svg
-from services.reports.service import ReportSource, freed_hours, freed_hours_csv, utilisation
+from services.reports.service import (
+    ReportSource,
+    freed_hours,
+    freed_hours_csv,
+    report_period,
+    utilisation,
+)
 from services.web.context import HubContext
 from services.web.deps import Ctx, ManagerUser, current_user
-from services.web.users import Role
-
-MAX_NIGHTS = 3 * 366
+from services.web.users import Role, User
 
 
 def _source(ctx: HubContext) -> ReportSource:
@@ -27,17 +31,10 @@ def _source(ctx: HubContext) -> ReportSource:
 
 
 def _period(ctx: HubContext, first: date | None, last: date | None) -> tuple[date, date]:
-    """Default: the last 30 complete nights."""
-    today = ctx.clock.now().astimezone(ctx.site.tz).date()
-    last = last or today - timedelta(days=1)
-    first = first or last - timedelta(days=29)
-    if last < first:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="'to' is before 'from'")
-    if (last - first).days >= MAX_NIGHTS:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"at most {MAX_NIGHTS} nights per report"
-        )
-    return first, last
+    try:
+        return report_period(ctx.site, ctx.clock.now(), first, last)
+    except ValueError as err:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(err)) from err
 
 
 def _ward(ctx: HubContext, ward: str | None) -> str | None:
@@ -51,25 +48,37 @@ To = Annotated[date | None, Query(alias="to", description="Last night, included.
 Ward = Annotated[str | None, Query(description="Only this ward.")]
 
 
+def _audit(ctx: HubContext, user: User, report: str, a: date, b: date, ward: str | None) -> None:
+    """Every read of a report is in the audit log: who, which report, which period."""
+    record = getattr(ctx.alarms, "record_access", None)
+    if record is not None:
+        detail = {"report": report, "from": a.isoformat(), "to": b.isoformat(), "ward": ward}
+        record(user.username, "report_read", detail)
+
+
 def router() -> APIRouter:
     """The report routes."""
     r = APIRouter(tags=["reports"])
 
     @r.get("/api/reports/freed-hours")
     def freed_json(
-        ctx: Ctx, _user: ManagerUser, first: From = None, last: To = None, ward: Ward = None
+        ctx: Ctx, user: ManagerUser, first: From = None, last: To = None, ward: Ward = None
     ) -> dict[str, Any]:
         """Freed night-shift hours (SPEC §6) with the assumptions used."""
         a, b = _period(ctx, first, last)
-        return freed_hours(ctx.site, _source(ctx), a, b, _ward(ctx, ward))
+        w = _ward(ctx, ward)
+        _audit(ctx, user, "freed-hours", a, b, w)
+        return freed_hours(ctx.site, _source(ctx), a, b, w)
 
     @r.get("/api/reports/freed-hours.csv", response_class=PlainTextResponse)
     def freed_csv(
-        ctx: Ctx, _user: ManagerUser, first: From = None, last: To = None, ward: Ward = None
+        ctx: Ctx, user: ManagerUser, first: From = None, last: To = None, ward: Ward = None
     ) -> Response:
         """The same as CSV, for a spreadsheet."""
         a, b = _period(ctx, first, last)
-        report = freed_hours(ctx.site, _source(ctx), a, b, _ward(ctx, ward))
+        w = _ward(ctx, ward)
+        _audit(ctx, user, "freed-hours.csv", a, b, w)
+        report = freed_hours(ctx.site, _source(ctx), a, b, w)
         name = f"carehub-freed-hours-{ctx.site.site.site}-{a}-{b}.csv"
         return Response(
             freed_hours_csv(report),
@@ -79,10 +88,11 @@ def router() -> APIRouter:
 
     @r.get("/api/reports/utilisation")
     def utilisation_json(
-        ctx: Ctx, _user: ManagerUser, first: From = None, last: To = None
+        ctx: Ctx, user: ManagerUser, first: From = None, last: To = None
     ) -> dict[str, Any]:
         """Alarms, response times, coverage, uptime, adherence, diaper changes, concurrency."""
         a, b = _period(ctx, first, last)
+        _audit(ctx, user, "utilisation", a, b, None)
         return utilisation(ctx.site, _source(ctx), a, b)
 
     @r.get("/reports", response_class=HTMLResponse, include_in_schema=False)
@@ -99,6 +109,7 @@ def router() -> APIRouter:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="needs role manager or above")
         a, b = _period(ctx, first, last)
         w = _ward(ctx, ward)
+        _audit(ctx, user, "reports-page", a, b, w)
         fh = freed_hours(ctx.site, _source(ctx), a, b, w)
         ut = utilisation(ctx.site, _source(ctx), a, b)
         ci = fh["freed_hours_per_night"]["ci95"]
