@@ -269,13 +269,16 @@ class Hub:
 
         self._beat("rules", status)
 
-    def _start_api(self) -> None:
+    def api_context(self) -> Any:
+        """The web app's view of this hub (services.web.context.HubContext); its stores and
+        broker watch close with the hub. Tests serve it themselves to stop and restart it."""
         from gateway.store import open_store
         from services.reports.service import StoreReportSource
-        from services.web.app import create_app
         from services.web.context import HubContext
         from services.web.users import UserStore
 
+        if self.alarms is None:
+            self._open_alarms()
         users = UserStore(self.settings.db)
         self._stack.callback(users.close)
         # The web app reads through its own store handle: reports never wait on ingest commits.
@@ -291,7 +294,7 @@ class Hub:
         )
         watch.start()
         self._stack.callback(watch.stop)
-        alarms = self.alarms
+        self._beat("api", lambda: {"state": watch.state()})
 
         def devices() -> list[dict[str, Any]]:
             return [_device_state_json(s) for s in events.device_states()]
@@ -302,26 +305,29 @@ class Hub:
                 components[part] = heartbeat.read(self._beats, part)
             return components
 
-        ctx = HubContext(
+        return HubContext(
             settings=self.settings,
             site=self.index,
             users=users,
             secret_key=self._secret_key,
             demo=self.options.demo,
             clock=self.clock,
-            alarms=alarms,
-            reports=StoreReportSource(self.site.site, events, alarms.raised_between),
+            alarms=self.alarms,
+            reports=StoreReportSource(self.site.site, events, self.alarms.raised_between),
             devices=devices,
             health=health,
             metrics=self._metrics,
             extra_routers=self._webhook_routers(),
         )
-        self.app = create_app(ctx)
+
+    def _start_api(self) -> None:
+        from services.web.app import create_app
+
+        self.app = create_app(self.api_context())
         server = _WebServer(self.app, *self._http_address())
         server.start()
         self._stack.callback(server.stop)
         self.url = server.url
-        self._beat("api", lambda: {"state": watch.state()})
 
     def _start_webhook_only(self) -> None:
         """`carehub run gateway` alone still takes vendor webhooks: they are gateway input."""

@@ -122,7 +122,9 @@ def _health(ctx: HubContext) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - the board shows degraded rather than failing
         components = {"health": "probe failed"}
     ok = all(v == "ok" for v in components.values())
-    return {"status": "ok" if ok else "degraded", "components": components}
+    # the hub's clock, so ages on the board are right when it runs simulated time (the demo)
+    now = ctx.clock.now().isoformat()
+    return {"status": "ok" if ok else "degraded", "components": components, "now": now}
 
 
 def device_rows(ctx: HubContext, *, with_names: bool) -> list[dict[str, Any]]:
@@ -197,6 +199,7 @@ def _pages_router() -> APIRouter:
             "residents": residents,
             "csrf": _csrf(request),
             "stale_after_s": PING_INTERVAL_S * 2 + 1,
+            "now": ctx.clock.now().isoformat(),
         }
         return page(request, ctx, "board.html", user, board_data=board_data)
 

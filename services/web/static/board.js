@@ -18,6 +18,7 @@
   let degraded = "";
   let audio = null;
   let openResolve = null;
+  let clockOffset = Date.parse(data.now) - Date.now();  // hub time minus browser time
 
   function residentLabel(a) {
     const r = a.resident_id && data.residents[a.resident_id];
@@ -25,7 +26,7 @@
   }
 
   function ago(iso) {
-    const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    const s = Math.max(0, Math.round((Date.now() + clockOffset - Date.parse(iso)) / 1000));
     if (s < 60) return s + " s";
     if (s < 3600) return Math.floor(s / 60) + " min";
     return Math.floor(s / 3600) + " t " + Math.floor((s % 3600) / 60) + " min";
@@ -150,6 +151,7 @@
     es.addEventListener("ping", (ev) => {
       lastHeard = Date.now();
       const p = JSON.parse(ev.data);
+      if (p.now) clockOffset = Date.parse(p.now) - Date.now();
       degraded = p.status === "ok" ? "" : Object.entries(p.components || {}).filter(([, v]) => v !== "ok").map(([k]) => k).join(", ");
       showBanner();
     });

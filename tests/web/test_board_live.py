@@ -1,0 +1,127 @@
+"""The alarm board end to end: device uplink on a real Mosquitto → gateway → rules → SSE → the
+page in a real Chromium at phone size, and back through the staff's taps to the alarm store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from carehub.broker import LocalBroker
+from carehub.hub import Hub, HubOptions
+from carehub.mqtt import Protocol
+from carehub.settings import Settings
+from carehub.site import Site
+from services.web.app import create_app
+from services.web.users import Role, UserStore
+from tests.support.mqttprobe import MqttProbe
+from tests.support.server import ServerThread
+from tests.web.conftest import PASSWORD
+from tests.web.test_browser_basic import ARTIFACTS, browser, login, phone
+
+pytestmark = [pytest.mark.browser, pytest.mark.broker]
+__all__ = ["browser", "phone"]  # fixtures shared with the basic browser tests
+
+
+@pytest.fixture
+def live_hub(
+    tmp_path: Path, broker: LocalBroker, mqtt_protocol: Protocol, test_site: Site
+) -> Iterator[tuple[Hub, ServerThread]]:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        db=tmp_path / "hub.db",
+        mqtt_url=f"mqtt://{broker.host}:{broker.port}",
+        secret_key="s" * 40,
+    )
+    users = UserStore(settings.db)
+    users.upsert("sofie", PASSWORD, Role.STAFF)
+    users.close()
+    hub = Hub(settings, test_site, ("gateway", "rules"), options=HubOptions(protocol=mqtt_protocol))
+    hub.start()
+    assert hub.wait_ready()
+    server = ServerThread(create_app(hub.api_context())).start()
+    yield hub, server
+    server.stop()
+    hub.stop()
+
+
+def fall(probe: MqttProbe, device: str, seq: int) -> float:
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    sent = time.monotonic()
+    probe.publish(
+        f"carehub/testhjem/devices/{device}/up",
+        {"v": 1, "seq": seq, "ts": now, "type": "fall", "confidence": 0.9},
+    )
+    return sent
+
+
+def test_fall_appears_live_is_acknowledged_resolved_and_leaves(
+    phone: Page, live_hub: tuple[Hub, ServerThread], broker: LocalBroker, mqtt_protocol: Protocol
+) -> None:
+    hub, server = live_hub
+    login(phone, server.url)
+    phone.wait_for_url(f"{server.url}/")
+    expect(phone.get_by_text("No active alarms")).to_be_visible()
+    expect(phone.locator("#banner")).to_be_hidden(timeout=5000)  # SSE connected, resynced
+    probe = MqttProbe(broker.host, broker.port, protocol=mqtt_protocol)
+    try:
+        sent = fall(probe, "fall-a1", 1)
+        card = phone.locator('li.alarm[data-rule="fall"]')
+        card.wait_for(state="visible", timeout=1000)  # within a second, no reload
+        shown_after = time.monotonic() - sent
+    finally:
+        probe.close()
+    assert shown_after < 1.0
+    expect(card).to_contain_text("Room a-1")
+    expect(card).to_contain_text("Test Person One")  # the name, on the staff screen only
+    expect(card).to_have_attribute("data-state", "raised")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 360
+    ARTIFACTS.mkdir(exist_ok=True)
+    phone.screenshot(path=str(ARTIFACTS / "board-phone.png"), full_page=True)
+
+    card.get_by_role("button", name="I'm on it").click()
+    expect(card).to_have_attribute("data-state", "acknowledged")
+    expect(card).to_contain_text("Taken by sofie")
+    card.get_by_role("button", name="Resolve").click()
+    card.get_by_role("button", name="Assisted").click()
+    expect(phone.locator("li.alarm")).to_have_count(0)
+    expect(phone.get_by_text("No active alarms")).to_be_visible()
+
+    (stored,) = hub.alarms.list_alarms(state="all")
+    assert stored["state"] == "resolved"
+    assert stored["acknowledged_by"] == "sofie"
+    assert stored["outcome"] == "assisted"
+    actions = [(e.actor, e.action) for e in hub.alarms.audit_log(stored["alarm_id"])]
+    assert ("sofie", "acknowledge") in actions
+    assert ("sofie", "resolve") in actions
+
+
+def test_banner_when_the_server_stops_and_resync_when_it_returns(
+    phone: Page, live_hub: tuple[Hub, ServerThread], broker: LocalBroker, mqtt_protocol: Protocol
+) -> None:
+    hub, server = live_hub
+    login(phone, server.url)
+    phone.wait_for_url(f"{server.url}/")
+    banner = phone.locator("#banner")
+    expect(banner).to_be_hidden(timeout=5000)
+    server.stop()
+    expect(banner).to_be_visible(timeout=10_000)
+    expect(banner).to_have_text("Connection to CareHub lost – this list may be out of date!")
+    # an alarm raised while the board is cut off must be there once it reconnects
+    probe = MqttProbe(broker.host, broker.port, protocol=mqtt_protocol)
+    try:
+        fall(probe, "fall-b1", 1)
+        deadline = time.monotonic() + 10
+        while not hub.alarms.list_alarms(state="active") and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        probe.close()
+    assert phone.locator("li.alarm").count() == 0
+    server.start()
+    expect(phone.locator('li.alarm[data-rule="fall"]')).to_be_visible(timeout=15_000)
+    expect(banner).to_be_hidden()
+    expect(phone.locator("li.alarm")).to_contain_text("Room b-1")
