@@ -34,12 +34,12 @@ def _period(ctx: HubContext, first: date | None, last: date | None) -> tuple[dat
     try:
         return report_period(ctx.site, ctx.clock.now(), first, last)
     except ValueError as err:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(err)) from err
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(err)) from err
 
 
 def _ward(ctx: HubContext, ward: str | None) -> str | None:
     if ward and ward not in {w.id for w in ctx.site.site.wards}:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"no ward {ward!r}")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"no ward {ward!r}")
     return ward or None
 
 

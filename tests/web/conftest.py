@@ -9,8 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
+from carehub.broker import LocalBroker
+from carehub.hub import Hub, HubOptions
+from carehub.mqtt import Protocol
 from carehub.settings import Settings
-from carehub.site import SiteIndex
+from carehub.site import Site, SiteIndex
 from services.web.app import create_app
 from services.web.context import HubContext
 from services.web.users import Role, UserStore
@@ -59,3 +62,26 @@ def token_for(base: str, username: str) -> str:
 
 def bearer(base: str, username: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token_for(base, username)}"}
+
+
+@pytest.fixture
+def live_hub(
+    tmp_path: Path, broker: LocalBroker, mqtt_protocol: Protocol, test_site: Site
+) -> Iterator[tuple[Hub, ServerThread]]:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        db=tmp_path / "hub.db",
+        mqtt_url=f"mqtt://{broker.host}:{broker.port}",
+        secret_key="s" * 40,
+    )
+    users = UserStore(settings.db)
+    for name, role in USERS.items():
+        users.upsert(name, PASSWORD, role)
+    users.close()
+    hub = Hub(settings, test_site, ("gateway", "rules"), options=HubOptions(protocol=mqtt_protocol))
+    hub.start()
+    assert hub.wait_ready()
+    server = ServerThread(create_app(hub.api_context())).start()
+    yield hub, server
+    server.stop()
+    hub.stop()

@@ -4,49 +4,20 @@ page in a real Chromium at phone size, and back through the staff's taps to the 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from carehub.broker import LocalBroker
-from carehub.hub import Hub, HubOptions
+from carehub.hub import Hub
 from carehub.mqtt import Protocol
-from carehub.settings import Settings
-from carehub.site import Site
-from services.web.app import create_app
-from services.web.users import Role, UserStore
 from tests.support.mqttprobe import MqttProbe
 from tests.support.server import ServerThread
-from tests.web.conftest import PASSWORD
 from tests.web.test_browser_basic import ARTIFACTS, browser, login, phone
 
 pytestmark = [pytest.mark.browser, pytest.mark.broker]
 __all__ = ["browser", "phone"]  # fixtures shared with the basic browser tests
-
-
-@pytest.fixture
-def live_hub(
-    tmp_path: Path, broker: LocalBroker, mqtt_protocol: Protocol, test_site: Site
-) -> Iterator[tuple[Hub, ServerThread]]:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        db=tmp_path / "hub.db",
-        mqtt_url=f"mqtt://{broker.host}:{broker.port}",
-        secret_key="s" * 40,
-    )
-    users = UserStore(settings.db)
-    users.upsert("sofie", PASSWORD, Role.STAFF)
-    users.close()
-    hub = Hub(settings, test_site, ("gateway", "rules"), options=HubOptions(protocol=mqtt_protocol))
-    hub.start()
-    assert hub.wait_ready()
-    server = ServerThread(create_app(hub.api_context())).start()
-    yield hub, server
-    server.stop()
-    hub.stop()
 
 
 def fall(probe: MqttProbe, device: str, seq: int) -> float:
