@@ -7,10 +7,8 @@ processes sharing the SQLite file), each taking a fall from MQTT to the alarm AP
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,39 +19,16 @@ import pytest
 
 from carehub.broker import MosquittoBroker, free_port
 from tests.support.mqttprobe import MqttProbe
+from tests.support.procs import CAREHUB, Proc, carehub_env
 
 pytestmark = [pytest.mark.broker, pytest.mark.mosquitto_only]
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "sites" / "test.yaml"
-CAREHUB = [str(Path(sys.executable).parent / "carehub")]
-
-
-class Proc:
-    """A `carehub` subprocess whose output is kept for the failure message."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._out = log.open("wb")
-        self.p = subprocess.Popen(
-            [*CAREHUB, *args], env=env, stdout=self._out, stderr=subprocess.STDOUT
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-        try:
-            return self.p.wait(timeout)
-        finally:
-            self._out.close()
 
 
 def hub_env(tmp_path: Path, broker: MosquittoBroker, http_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREHUB_")}
-    env.update(
+    return carehub_env(
         CAREHUB_SITE_FILE=str(SITE),
         CAREHUB_DB=str(tmp_path / "state" / "carehub.db"),
         CAREHUB_MQTT_URL=f"mqtt://{broker.host}:{broker.port}",
@@ -61,7 +36,6 @@ def hub_env(tmp_path: Path, broker: MosquittoBroker, http_port: int) -> dict[str
         CAREHUB_SECRET_KEY="k" * 40,
         CAREHUB_LOG_LEVEL="INFO",
     )
-    return env
 
 
 def add_user(env: dict[str, str], name: str, role: str) -> None:
