@@ -237,7 +237,8 @@ class Hub:
         gateway = self.gateway
 
         def status() -> dict[str, Any]:
-            state = "ok" if gateway.connected else "broker disconnected"
+            store = gateway.store_watch.state()
+            state = store if store != "ok" else "ok" if gateway.connected else "broker disconnected"
             return {"state": state, "metrics": gateway.metrics()}
 
         self._beat("gateway", status)
@@ -264,7 +265,8 @@ class Hub:
         rules = self.rules
 
         def status() -> dict[str, Any]:
-            state = "ok" if rules.connected else "broker disconnected"
+            store = rules.store_watch.state()
+            state = store if store != "ok" else "ok" if rules.connected else "broker disconnected"
             return {"state": state, "metrics": rules.metrics()}
 
         self._beat("rules", status)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -21,6 +23,7 @@ import paho.mqtt.client as paho
 from carehub.clock import Clock, SystemClock
 from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped
 from carehub.settings import MqttTarget
+from carehub.storewatch import StoreWatch
 from gateway.metrics import Counters
 from gateway.pipeline import Ingestor, IngestResult
 
@@ -47,12 +50,20 @@ class GatewayConfig:
     ca_file: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Pending:
+    """A message received and not yet acknowledged; `result` once it is ingested."""
+
     generation: int
     mid: int
     qos: int
-    result: IngestResult
+    topic: str
+    payload: bytes
+    received_at: datetime
+    redelivered: bool
+    result: IngestResult | None = None
+    failed: bool = False
+    """Ingest raised something other than a store error: a bug; left unacknowledged."""
 
 
 class GatewayService:
@@ -68,6 +79,8 @@ class GatewayService:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.counters = Counters()
+        self.store_watch = StoreWatch()
+        """Whether commits are answered; the heartbeat reports it."""
         self._client: paho.Client | None = None
         self._generation = 0
         self._pending: list[_Pending] = []
@@ -169,13 +182,23 @@ class GatewayService:
     # --- receive path ---------------------------------------------------------------------
 
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        """Ingest and queue for commit; never raises into paho."""
+        """Queue for the commit thread; never raises into paho.
+
+        Nothing here touches the store: a locked or full disk must not stall paho's network
+        thread (keepalives, other messages), only the commit thread, which reports it.
+        """
         try:
-            result = self.ingestor.ingest(
-                msg.topic, bytes(msg.payload), self.clock.now(), redelivered=bool(msg.dup)
+            item = _Pending(
+                self._generation,
+                msg.mid,
+                msg.qos,
+                msg.topic,
+                bytes(msg.payload),
+                self.clock.now(),
+                bool(msg.dup),
             )
             with self._cond:
-                self._pending.append(_Pending(self._generation, msg.mid, msg.qos, result))
+                self._pending.append(item)
                 if len(self._pending) >= self.config.commit_batch:
                     self._cond.notify_all()
         except Exception:
@@ -207,21 +230,40 @@ class GatewayService:
         if not batch:
             return
         try:
-            self.ingestor.flush()
+            with self.store_watch.commit():
+                for item in batch:
+                    if item.result is None and not item.failed:  # once, even across retries
+                        self._ingest(item)
+                self.ingestor.flush()
         except Exception:
             with self._cond:
                 self._pending[:0] = batch  # keep order; acknowledge nothing yet
             raise
         client = self._client
         for item in batch:
-            self.publish_result(item.result)
+            if item.result is not None:
+                self.publish_result(item.result)
         for item in batch:
-            if client is None or item.qos == 0:
+            if client is None or item.qos == 0 or item.failed:
                 continue
             if item.generation != generation:
                 continue  # that connection is gone; the broker redelivers, dedupe drops it
             self._ack(client, item.mid, item.qos)
         self.counters.inc("carehub_gateway_commits_total")
+
+    def _ingest(self, item: _Pending) -> None:
+        """Ingest one message; a store error propagates (the batch is retried), anything else
+        is a bug in one message's path and must not hold up the others."""
+        try:
+            item.result = self.ingestor.ingest(
+                item.topic, item.payload, item.received_at, redelivered=item.redelivered
+            )
+        except (sqlite3.Error, OSError):
+            raise
+        except Exception:
+            item.failed = True
+            self.counters.inc("carehub_gateway_ingest_errors_total")
+            _LOGGER.exception("message on %s could not be handled", item.topic)
 
     def _ack(self, client: paho.Client, mid: int, qos: int) -> None:
         """PUBACK one message whose event is committed."""

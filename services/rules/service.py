@@ -28,6 +28,7 @@ from carehub.errors import ConfigError
 from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped
 from carehub.settings import MqttTarget, Settings
 from carehub.site import SiteIndex
+from carehub.storewatch import StoreWatch
 from gateway.events import CanonicalEvent
 from services.alarms.notify import WebhookNotifier
 from services.alarms.service import AlarmService
@@ -102,6 +103,8 @@ class RulesService:
         self._threads: list[threading.Thread] = []
         self._next_prune = self.clock.now()
         self.handled = 0
+        self.store_watch = StoreWatch()
+        """Whether alarm-store commits are answered; the heartbeat reports it."""
         self._owns_store = False
 
     @classmethod
@@ -281,9 +284,10 @@ class RulesService:
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.config.batch))]
             generation = self._generation
         try:
-            if batch:
-                self._apply(batch)
-            self.engine.tick()
+            with self.store_watch.commit():
+                if batch:
+                    self._apply(batch)
+                self.engine.tick()
         except Exception:
             with self._cond:
                 self._queue.extendleft(reversed(batch))  # not acknowledged: keep and retry

@@ -163,6 +163,17 @@ class Stack:
                 out.setdefault(alarm["device_id"], []).append(alarm)
         return out
 
+    def part_states(self) -> dict[str, str]:
+        """What the gateway's and the rules engine's heartbeats say."""
+        out = {}
+        for part in ("gateway", "rules"):
+            try:
+                data = json.loads((self.db.parent / "heartbeats" / f"{part}.json").read_text())
+                out[part] = str(data.get("state"))
+            except (OSError, ValueError):
+                out[part] = "unreadable"
+        return out
+
     def wait_ready(self, timeout: float = 30) -> None:
         beats = self.db.parent / "heartbeats"
         deadline = time.monotonic() + timeout
@@ -224,6 +235,7 @@ def check(
     devices: FallDevices,
     fault_window: tuple[float, float],
     timeout: float = 60,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Wait until every fallen resident has help (or time runs out), then count."""
     deadline = time.monotonic() + timeout
@@ -249,6 +261,7 @@ def check(
             ),
             2,
         ),
+        **(extra or {}),
     }
     ARTIFACTS.mkdir(exist_ok=True)
     with (ARTIFACTS / "faults.jsonl").open("a") as out:
@@ -368,10 +381,25 @@ def test_sqlite_locked_for_30_seconds(make_stack: Callable[..., Stack]) -> None:
         for name in devices.devices:
             devices.fall(name)
             time.sleep(0.05)
+        # the staff screen must learn within 10 s that the hub cannot store
+        noticed = None
+        while noticed is None and time.monotonic() - begin < 10:
+            states = stack.part_states()
+            if any(s.startswith("store not answering") for s in states.values()):
+                noticed = time.monotonic() - begin
+            time.sleep(0.2)
+        assert noticed is not None, stack.part_states()
         time.sleep(max(0.0, 30 - (time.monotonic() - begin)))
         locker.execute("COMMIT")
         released = time.monotonic()
-        figures = check("sqlite_locked_30s", stack, devices, (begin, released), timeout=90)
+        figures = check(
+            "sqlite_locked_30s",
+            stack,
+            devices,
+            (begin, released),
+            timeout=90,
+            extra={"degraded_shown_after_s": round(noticed, 1)},
+        )
         assert figures["recovered"] == 10
         assert stack.gateway.alive
         assert stack.rules.alive

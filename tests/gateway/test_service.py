@@ -279,7 +279,9 @@ def test_callback_errors_are_logged_not_raised(
     msg = paho.MQTTMessage(mid=1, topic=b"carehub/testhjem/devices/fall-a1/up")
     msg.payload = b"{}"
     service._on_message(None, None, msg)  # type: ignore[arg-type]
+    service._commit_pending()  # the commit thread ingests; one broken message stops nothing
     assert "could not be handled" in caplog.text
+    assert service.metrics()["carehub_gateway_ingest_errors_total"] == 1
     ingestor.close()
 
 
