@@ -73,6 +73,17 @@ def freed_hours(
     return json_safe_report(freed_hours_report(index, first, last, data, ward))
 
 
+def sensitivity(
+    index: SiteIndex, source: ReportSource, first: date, last: date, ward: str | None = None
+) -> dict[str, Any]:
+    """How the freed hours move with each assumption, for a period, from the stores."""
+    from services.reports.sensitivity import sensitivity_report
+
+    lo, hi = _window(index, first, last)
+    data = FreedHoursInput(source.device_times(lo, hi), source.alarms(lo, hi))
+    return json_safe_report(sensitivity_report(index, first, last, data, ward))
+
+
 def utilisation(index: SiteIndex, source: ReportSource, first: date, last: date) -> dict[str, Any]:
     """The utilisation report for a period, from the stores."""
     lo, hi = _window(index, first, last)

@@ -49,6 +49,22 @@ def _stats(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
+RESPONSE_BINS = (0, 5, 10, 15, 20, 30, 45, 60)
+"""Minutes; the last bin is open-ended (60+)."""
+
+
+def _histogram(values: list[float], edges: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Counts per bin [edges[i], edges[i+1]); the last bin holds everything from its edge."""
+    counts = [0] * len(edges)
+    for v in values:
+        i = max(j for j, e in enumerate(edges) if v >= e) if v >= edges[0] else 0
+        counts[i] += 1
+    return [
+        {"from": lo, "to": edges[i + 1] if i + 1 < len(edges) else None, "count": counts[i]}
+        for i, lo in enumerate(edges)
+    ]
+
+
 def _hour_slots(index: SiteIndex) -> list[int]:
     """Local hours of the night in order, e.g. 22, 23, 0, ..., 6."""
     start, end = index.site.night.start.hour, index.site.night.end.hour
@@ -167,6 +183,7 @@ def utilisation_report(
         },
         "acknowledge_minutes": _stats(ack),
         "response_minutes": _stats(response),
+        "response_minutes_histogram": _histogram(response, RESPONSE_BINS),
         "device_uptime": uptime,
         "coverage_mean": round(float(np.mean(list(uptime.values()))), 4) if uptime else 0.0,
         "medication": {

@@ -34,6 +34,14 @@ from services.web.users import User
 _LOGGER = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def _num(value: float | None, spec: str = "%.1f") -> str:
+    """A figure, or a dash where there is none (a report over no nights has no mean)."""
+    return "–" if value is None else spec % value
+
+
+templates.env.filters["num"] = _num
 LOGIN_CSRF_COOKIE = "carehub_login_csrf"
 LANG_COOKIE = "carehub_lang"
 

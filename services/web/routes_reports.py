@@ -14,6 +14,7 @@ from services.reports.service import (
     freed_hours,
     freed_hours_csv,
     report_period,
+    sensitivity,
     utilisation,
 )
 from services.web.context import HubContext
@@ -86,6 +87,16 @@ def router() -> APIRouter:
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
+    @r.get("/api/reports/sensitivity")
+    def sensitivity_json(
+        ctx: Ctx, user: ManagerUser, first: From = None, last: To = None, ward: Ward = None
+    ) -> dict[str, Any]:
+        """Freed hours per night with each assumption swept over its range, drivers first."""
+        a, b = _period(ctx, first, last)
+        w = _ward(ctx, ward)
+        _audit(ctx, user, "sensitivity", a, b, w)
+        return sensitivity(ctx.site, _source(ctx), a, b, w)
+
     @r.get("/api/reports/utilisation")
     def utilisation_json(
         ctx: Ctx, user: ManagerUser, first: From = None, last: To = None
@@ -112,13 +123,14 @@ def router() -> APIRouter:
         _audit(ctx, user, "reports-page", a, b, w)
         fh = freed_hours(ctx.site, _source(ctx), a, b, w)
         ut = utilisation(ctx.site, _source(ctx), a, b)
+        sens = sensitivity(ctx.site, _source(ctx), a, b, w)
         ci = fh["freed_hours_per_night"]["ci95"]
         charts = {
             "freed": svg.line_with_band(
                 "Freed hours per night",
                 [n["night"][5:] for n in fh["by_night"]],
                 [n["freed_hours_total"] for n in fh["by_night"]],
-                (ci[0], ci[1]) if ci[0] == ci[0] else None,
+                (ci[0], ci[1]) if ci[0] is not None and ci[1] is not None else None,
                 " h",
             ),
             "by_hour": svg.bars(
@@ -131,6 +143,14 @@ def router() -> APIRouter:
                 [f"{h['hour']:02d}" for h in ut["concurrency"]["by_hour_of_night"]],
                 [h["minutes_with_two_or_more"] for h in ut["concurrency"]["by_hour_of_night"]],
                 " min",
+            ),
+            "response": svg.bars(
+                "Response time (acknowledged → resolved)",
+                [
+                    f"{h['from']}–{h['to']}" if h["to"] is not None else f"{h['from']}+"
+                    for h in ut["response_minutes_histogram"]
+                ],
+                [float(h["count"]) for h in ut["response_minutes_histogram"]],
             ),
             "coverage": svg.bars(
                 "Uptime per device at night",
@@ -146,6 +166,7 @@ def router() -> APIRouter:
             user,
             fh=fh,
             ut=ut,
+            sens=sens,
             charts=charts,
             first=a.isoformat(),
             last=b.isoformat(),
