@@ -46,12 +46,18 @@ def _window(index: SiteIndex, first: date, last: date) -> tuple[datetime, dateti
 
 
 MAX_NIGHTS = 3 * 366
+EARLIEST = date(2000, 1, 1)
+LATEST = date(2199, 12, 31)
 
 
 def report_period(
     index: SiteIndex, now: datetime, first: date | None, last: date | None
 ) -> tuple[date, date]:
     """The nights asked for; by default the last 30 complete nights. ValueError if impossible."""
+    for given in (first, last):
+        if given is not None and not EARLIEST <= given <= LATEST:
+            msg = f"{given} is outside the dates a report can cover ({EARLIEST} … {LATEST})"
+            raise ValueError(msg)
     today = now.astimezone(index.tz).date()
     last = last or today - timedelta(days=1)
     first = first or last - timedelta(days=29)
