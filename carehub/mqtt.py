@@ -149,6 +149,15 @@ def close(client: paho.Client) -> None:
         client.disconnect()
     finally:
         client.loop_stop()
+        release_sockets(client)
+
+
+def release_sockets(client: paho.Client) -> None:
+    """Close the wake-up socket pair paho's `loop_start` opens and does not always close
+    (a client stopped before its first connection leaks it)."""
+    reset = getattr(client, "_reset_sockets", None)
+    if callable(reset):
+        reset()
 
 
 CONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)

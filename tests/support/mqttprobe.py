@@ -36,13 +36,19 @@ class Received:
 class MqttProbe:
     """Subscribes to what a test wants to see and publishes what it wants to send."""
 
-    def __init__(self, host: str, port: int, protocol: Protocol = "5") -> None:
+    def __init__(
+        self, host: str, port: int, protocol: Protocol = "5", persistent: bool = False
+    ) -> None:
+        """`persistent`: a session the broker keeps (and saves) while the probe is away."""
         self.target = MqttTarget(host=host, port=port)
         self._cond = threading.Condition()
         self._messages: list[Received] = []
         self._filters: list[tuple[str, int]] = []
         options = ClientOptions(
-            client_id=f"probe-{next(_ids)}-{time.monotonic_ns()}", protocol=protocol
+            client_id=f"probe-{next(_ids)}-{time.monotonic_ns()}",
+            protocol=protocol,
+            clean_start=not persistent,
+            session_expiry_s=3600 if persistent else 0,
         )
         self.client = connect_blocking(self.target, options, on_connect=self._resubscribe)
         self.client.on_message = self._on_message
