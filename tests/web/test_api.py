@@ -210,3 +210,20 @@ def test_reports_validate_their_query_and_are_audited(
         ("mads", "freed-hours.csv"),
         ("mads", "utilisation"),
     ]
+
+
+def test_every_route_of_the_openapi_document_is_documented(
+    live_hub: tuple[Hub, ServerThread],
+) -> None:
+    from pathlib import Path
+
+    _, server = live_hub
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "web-app.md").read_text()
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    for path, item in spec["paths"].items():
+        for method in item:
+            assert (
+                f"{method.upper()} {path}" in doc
+                or f"`{method.upper()} {path}" in doc
+                or (path in doc and method.upper() in doc)
+            ), f"{method.upper()} {path} is not in docs/web-app.md"
