@@ -55,6 +55,7 @@ def acl_text(site: Site, prefix: str = "carehub") -> str:
         f"topic write {base}/events/#",
         f"topic write {base}/deadletter",
         f"topic readwrite {base}/hub/gateway/#",
+        f"topic read {base}/hub/api/selftest",
         "",
         "user carehub-rules",
         f"topic read {base}/events/#",

@@ -109,12 +109,18 @@ class _WebServer:
 
 
 class _BrokerWatch:
-    """The api's own broker connection: an honest 'broker' health component, nothing more."""
+    """The api's own broker connection: the honest 'broker' health component, and the link the
+    admin's self-test publishes and listens on (`services.privacy.selftest.MqttLink`)."""
 
-    def __init__(self, target: MqttTarget, options: ClientOptions) -> None:
+    def __init__(
+        self, target: MqttTarget, options: ClientOptions, subscriptions: tuple[str, ...] = ()
+    ) -> None:
         self._target = target
         self._options = options
+        self._subscriptions = subscriptions
         self._client: paho.Client | None = None
+        self._listeners: list[Callable[[str, bytes], None]] = []
+        self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="api-broker", daemon=True)
 
@@ -123,8 +129,47 @@ class _BrokerWatch:
 
     def _run(self) -> None:
         self._client = connect_until_stopped(
-            self._target, self._options, self._stopping, name="api"
+            self._target, self._options, self._stopping, self._on_connect, name="api"
         )
+
+    def _on_connect(self, client: paho.Client) -> None:
+        client.on_message = self._on_message
+        for topic in self._subscriptions:
+            client.subscribe(topic, 1)
+
+    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        """Hand a message to the listeners; never raises into paho."""
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(msg.topic, bytes(msg.payload))
+            except Exception:
+                _LOGGER.exception("listener on %s failed", msg.topic)
+
+    def add_listener(self, listener: Callable[[str, bytes], None]) -> Callable[[], None]:
+        """Call `listener(topic, payload)` for every message; answers the remover."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    def publish(self, topic: str, payload: bytes, timeout: float) -> bool:
+        """QoS 1; whether the broker acknowledged within `timeout` (False when not connected)."""
+        client = self._client
+        if client is None or not client.is_connected():
+            return False
+        info = client.publish(topic, payload, qos=1)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
 
     def state(self) -> str:
         client = self._client
@@ -163,6 +208,8 @@ class Hub:
         """services.rules.service.RulesService when the rules engine runs here."""
         self.alarms: Any = None
         """services.alarms.service.AlarmService shared by rules and api in this process."""
+        self.retention: Any = None
+        """services.privacy.retention.RetentionJob when the gateway runs here."""
         self.app: Any = None
         self._stack = ExitStack()
         self._beats = heartbeat.heartbeat_dir(settings.db)
@@ -235,6 +282,7 @@ class Hub:
         self.gateway.start()
         self._stack.callback(self.gateway.stop)
         gateway = self.gateway
+        self._start_retention()
 
         def status() -> dict[str, Any]:
             store = gateway.store_watch.state()
@@ -242,6 +290,13 @@ class Hub:
             return {"state": state, "metrics": gateway.metrics()}
 
         self._beat("gateway", status)
+
+    def _start_retention(self) -> None:
+        """The gateway part owns the raw events, so it also deletes them when they are due."""
+        from services.privacy.retention import RetentionJob
+
+        self.retention = RetentionJob.from_settings(self.settings, self.index, self.clock).start()
+        self._stack.callback(self.retention.stop)
 
     def _open_alarms(self) -> None:
         from services.alarms.service import AlarmService
@@ -275,6 +330,10 @@ class Hub:
         """The web app's view of this hub (services.web.context.HubContext); its stores and
         broker watch close with the hub. Tests serve it themselves to stop and restart it."""
         from gateway.store import open_store
+        from services.privacy.aggregates import AggregateStore
+        from services.privacy.monitoring import MonitoringStore
+        from services.privacy.selftest import SelfTest, events_filter
+        from services.privacy.service import PrivacyService
         from services.reports.service import StoreReportSource
         from services.web.context import HubContext
         from services.web.users import UserStore
@@ -286,6 +345,7 @@ class Hub:
         # The web app reads through its own store handle: reports never wait on ingest commits.
         events = open_store(self.settings)
         self._stack.callback(events.close)
+        prefix, site = self.settings.mqtt_prefix, self.site.site
         watch = _BrokerWatch(
             self.target,
             ClientOptions(
@@ -293,9 +353,21 @@ class Hub:
                 protocol=self.options.protocol,
                 ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
             ),
+            subscriptions=(events_filter(prefix, site),),
         )
         watch.start()
         self._stack.callback(watch.stop)
+        aggregates = AggregateStore(self.settings.db, site)
+        privacy = PrivacyService(
+            self.index,
+            MonitoringStore(self.settings.db, site),
+            self.alarms,
+            events,
+            aggregates,
+            self.clock,
+            SelfTest(watch, self.alarms, site, prefix),
+        )
+        self._stack.callback(privacy.close)
         self._beat("api", lambda: {"state": watch.state()})
 
         def devices() -> list[dict[str, Any]]:
@@ -315,7 +387,10 @@ class Hub:
             demo=self.options.demo,
             clock=self.clock,
             alarms=self.alarms,
-            reports=StoreReportSource(self.site.site, events, self.alarms.raised_between),
+            reports=StoreReportSource(
+                site, events, self.alarms.raised_between, aggregates.stored_nights
+            ),
+            privacy=privacy,
             devices=devices,
             health=health,
             metrics=self._metrics,

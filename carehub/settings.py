@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     influx_org: str | None = Field(None, description="InfluxDB organisation.")
     influx_bucket: str | None = Field(None, description="InfluxDB bucket.")
     log_level: str = Field("INFO", description="Python logging level.")
+    retention_days: int = Field(
+        90,
+        ge=1,
+        description="Days raw events and dead letters are kept; older nights stay as aggregates.",
+    )
 
     @field_validator("mqtt_prefix")
     @classmethod

@@ -20,6 +20,19 @@ EVENT_NAMESPACE = uuid.UUID("6b1f4f0e-3c0a-4d61-9a55-2f7d3c2a8e10")
 """Fixed namespace for event ids; changing it would change every stored id."""
 
 
+class EventKind(StrEnum):
+    """What a canonical event is about: a device kind, or the hub itself.
+
+    A superset of the site file's `DeviceKind`, so a site file can never declare a `system`
+    device; only the gateway makes `system` events (the admin's self-test).
+    """
+
+    FALL = "fall"
+    DIAPER = "diaper"
+    MEDICATION = "medication"
+    SYSTEM = "system"
+
+
 class EventType(StrEnum):
     """Canonical event types; vendor codecs map their own vocabulary onto these."""
 
@@ -34,6 +47,7 @@ class EventType(StrEnum):
     TAKEN = "taken"  # data: dose_id
     MISSED = "missed"  # data: dose_id
     FAULT = "fault"  # data: code
+    SELF_TEST = "self_test"  # kind system; data: selftest_id, requested_by
 
 
 KIND_TYPES: dict[DeviceKind, frozenset[EventType]] = {
@@ -74,7 +88,7 @@ class CanonicalEvent(BaseModel):
     event_id: str = Field(description="Stable for (site, device_id, seq).")
     site: str
     device_id: str
-    kind: DeviceKind
+    kind: EventKind
     type: EventType
     ts: AwareDatetime = Field(description="Device time, UTC.")
     received_at: AwareDatetime = Field(description="Gateway time, UTC.")

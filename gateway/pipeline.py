@@ -29,6 +29,7 @@ from gateway.codecs import (
 from gateway.codecs.base import check_size
 from gateway.events import KIND_TYPES, CanonicalEvent, event_id_for, utc
 from gateway.metrics import Counters
+from gateway.selftest import SELFTEST_DEVICE, selftest_event
 from gateway.store.base import (
     DeadLetter,
     DeviceState,
@@ -177,6 +178,8 @@ class Ingestor:
         if route is None:
             raise CodecError(Reason.WRONG_TOPIC, "not a device topic of this site")
         check_size(payload)
+        if route.leaf == "selftest":
+            return self._self_test(payload, received_at)
         device_id = route.device_id
         codec: Codec | None
         if route.leaf == "webhook":
@@ -356,6 +359,13 @@ class Ingestor:
             changes.update(online=True, status_source="message", status_at=received_at)
         self._states[binding.device_id] = replace(state, **changes)  # type: ignore[arg-type]
         self._dirty_state.add(binding.device_id)
+
+    def _self_test(self, payload: bytes, received_at: datetime) -> IngestResult:
+        """An admin's self-test: a `system` event to publish, deliberately not stored."""
+        event = selftest_event(self.site, payload, received_at)
+        self.counters.inc("carehub_gateway_selftests_total")
+        _LOGGER.info("self-test %s received", event.data["selftest_id"])
+        return IngestResult(Outcome.ACCEPTED, (event,), device_id=SELFTEST_DEVICE)
 
     # --- status, duplicates, rejections ---------------------------------------------------
 

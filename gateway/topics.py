@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from carehub.site import SiteIndex
+from gateway.selftest import selftest_topic
 
-Leaf = Literal["up", "status", "availability", "webhook"]
+Leaf = Literal["up", "status", "availability", "webhook", "selftest"]
 
 AVAILABILITY_SUFFIX = "/availability"
 """Zigbee2MQTT's retained online/offline beside each device's topic."""
@@ -16,7 +17,7 @@ AVAILABILITY_SUFFIX = "/availability"
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a message came from: the device (None for a webhook) and what it is."""
+    """Where a message came from: the device (None for a webhook or a self-test) and what it is."""
 
     leaf: Leaf
     device_id: str | None = None
@@ -34,6 +35,7 @@ class TopicMap:
             rf"^{base}/devices/(?P<device_id>[a-z0-9][a-z0-9-]*)/(?P<leaf>up|status)$"
         )
         self._webhook = re.compile(rf"^{base}/webhooks/(?P<vendor>[a-z0-9][a-z0-9-]*)$")
+        self._selftest = selftest_topic(prefix, self.site)
         self._vendor = dict(index.topic_devices)
 
     def route(self, topic: str) -> Route | None:
@@ -48,6 +50,8 @@ class TopicMap:
                 return Route("availability", device_id)
         if (m := self._webhook.match(topic)) is not None:
             return Route("webhook", vendor=m["vendor"])
+        if topic == self._selftest:
+            return Route("selftest")
         return None
 
     def webhook_topic(self, vendor: str) -> str:
@@ -60,4 +64,4 @@ class TopicMap:
         filters = [f"{base}/+/up", f"{base}/+/status"]
         for topic in sorted(self._vendor):
             filters += [topic, topic + AVAILABILITY_SUFFIX]
-        return filters
+        return [*filters, self._selftest]

@@ -90,6 +90,7 @@ def _open(site_path: Path | None) -> tuple[Any, Any, Any, Any]:
     from carehub.site import SiteIndex, load_site
     from gateway.store import open_store
     from services.alarms.service import AlarmService
+    from services.privacy.aggregates import stored_nights_in
     from services.reports.service import StoreReportSource
 
     settings = get_settings()
@@ -101,7 +102,14 @@ def _open(site_path: Path | None) -> tuple[Any, Any, Any, Any]:
     except ConfigError as err:
         fail(str(err))
     alarms = AlarmService.open(settings.db)
-    return index, events, alarms, StoreReportSource(index.site.site, events, alarms.raised_between)
+    # nights past CAREHUB_RETENTION_DAYS are read from what retention kept of them
+    kept = stored_nights_in(settings.db, index.site.site)
+    return (
+        index,
+        events,
+        alarms,
+        StoreReportSource(index.site.site, events, alarms.raised_between, kept),
+    )
 
 
 def _period(index: Any, first: date | None, last: date | None) -> tuple[date, date]:

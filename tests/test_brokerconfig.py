@@ -47,6 +47,10 @@ def test_files_written_private_and_credentials_kept_unless_rotated(
     acl = files.acl.read_text()
     assert "user fall-a1\ntopic write carehub/testhjem/devices/fall-a1/up\n" in acl
     assert "user diaper-r003\ntopic write zigbee2mqtt/bed-b1-window\n" in acl
+    gateway = acl.split("user carehub-gateway\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert "topic read carehub/testhjem/hub/api/selftest" in gateway  # the admin's self-test
+    api = acl.split("user carehub-api\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert "topic write carehub/testhjem/hub/api/#" in api
 
 
 def test_cli_writes_the_files(tmp_path: Path) -> None:
@@ -154,5 +158,35 @@ def test_device_publishes_only_its_own_topics(locked_broker: tuple[int, dict[str
         time.sleep(0.3)
         assert got == ["carehub/testhjem/devices/fall-a1/up"]
     for c in (listener, device, other):
+        c.disconnect()
+        c.loop_stop()
+
+
+@pytest.mark.mosquitto_only
+def test_only_the_api_sends_self_tests_and_the_gateway_reads_them(
+    locked_broker: tuple[int, dict[str, str]],
+) -> None:
+    port, creds = locked_broker
+    topic = "carehub/testhjem/hub/api/selftest"
+    gateway, outcome = _connect(
+        port, "carehub-gateway", "carehub-gateway", creds["carehub-gateway"]
+    )
+    assert outcome == "ok"
+    got: list[bytes] = []
+    gateway.on_message = lambda _c, _u, m: got.append(bytes(m.payload))
+    gateway.subscribe(topic, qos=1)
+    time.sleep(0.3)
+    api, outcome = _connect(port, "carehub-api", "carehub-api", creds["carehub-api"])
+    assert outcome == "ok"
+    device, outcome = _connect(port, "fall-a1", "fall-a1", creds["fall-a1"])
+    assert outcome == "ok"
+    device.publish(topic, b"from a device", qos=1).wait_for_publish(5)
+    api.publish(topic, b"from the api", qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert got == [b"from the api"]
+    for c in (gateway, api, device):
         c.disconnect()
         c.loop_stop()

@@ -14,6 +14,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,18 @@ from gateway.store.base import (
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 5000
+PRUNE_BATCH = 2000
+"""Rows deleted per retention transaction: a few milliseconds of write lock at a time."""
+
+
+@dataclass(frozen=True, slots=True)
+class PruneCount:
+    """What one retention run deleted."""
+
+    events: int
+    dead_letters: int
+    dedupe_keys: int
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -278,6 +291,63 @@ class SqliteEventStore:
             self._write.close()  # an open transaction is rolled back
         with self._read_lock:
             self._read.close()
+
+    # --- retention ------------------------------------------------------------------------
+
+    def delete_before(self, site: str, before: datetime, batch: int = PRUNE_BATCH) -> PruneCount:
+        """Delete events (by device time), dead letters and dedupe keys (by arrival) older than
+        `before` (`CAREHUB_RETENTION_DAYS`); answers how many of each went.
+
+        Keys are found on the read connection, which takes no lock, and deleted by primary
+        key in small transactions, so the ingest path never waits for a retention run.
+        """
+        with self._lock:
+            self._commit()  # nothing of ours may sit in an open transaction meanwhile
+        cutoff = _us(before)
+        deleted = {
+            "events": self._delete_keys(
+                "SELECT rowid FROM events WHERE site = ? AND ts_us < ? LIMIT ?",
+                "DELETE FROM events WHERE rowid = ?",
+                (site, cutoff),
+                batch,
+            ),
+            "dead_letters": self._delete_keys(
+                "SELECT id FROM dead_letters WHERE site = ? AND received_at_us < ? LIMIT ?",
+                "DELETE FROM dead_letters WHERE id = ?",
+                (site, cutoff),
+                batch,
+            ),
+            "dedupe": self._delete_keys(
+                "SELECT device_id, key FROM dedupe WHERE received_at_us < ? LIMIT ?",
+                "DELETE FROM dedupe WHERE device_id = ? AND key = ?",
+                (cutoff,),
+                batch,
+            ),
+        }
+        return PruneCount(deleted["events"], deleted["dead_letters"], deleted["dedupe"])
+
+    def _delete_keys(self, select: str, delete: str, params: tuple[Any, ...], batch: int) -> int:
+        total = 0
+        while True:
+            keys = self._query(select, (*params, batch))
+            if not keys:
+                return total
+            with self._lock:
+                self._write.execute("BEGIN IMMEDIATE")
+                try:
+                    self._write.executemany(delete, keys)
+                except BaseException:
+                    self._write.execute("ROLLBACK")
+                    raise
+                self._write.execute("COMMIT")
+            total += len(keys)
+            if len(keys) < batch:
+                return total
+
+    def oldest_event_time(self, site: str) -> datetime | None:
+        """Device time of the oldest stored event (where retention has work to do)."""
+        (oldest,) = self._query("SELECT MIN(ts_us) FROM events WHERE site = ?", (site,))[0]
+        return _dt(oldest)
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -105,6 +105,15 @@ CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TABLE IF NOT EXISTS alarm_suppressed (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT,
+    rule TEXT NOT NULL,
+    resident_id TEXT NOT NULL,
+    device_id TEXT,
+    at_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alarm_suppressed_resident ON alarm_suppressed (resident_id, at_us);
 CREATE TABLE IF NOT EXISTS rule_timers (
     timer_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -452,6 +461,35 @@ class AlarmStore:
             args = (alarm_id,)
         rows = self._rows(sql + " ORDER BY id", args)
         return [AuditEntry(i, from_us(t), a, c, al, json.loads(d)) for i, t, a, c, al, d in rows]
+
+    # --- monitoring switched off ----------------------------------------------------------
+
+    def add_suppressed(
+        self, event_id: str | None, rule: str, resident_id: str, device_id: str, at: datetime
+    ) -> None:
+        """Mark a trigger that raised nothing because the resident's monitoring is off."""
+        self._exec(
+            "INSERT INTO alarm_suppressed (event_id, rule, resident_id, device_id, at_us)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (event_id, rule, resident_id, device_id, to_us(at)),
+        )
+
+    def suppressed(self, resident_id: str) -> list[dict[str, Any]]:
+        """A resident's suppressed triggers, oldest first (for their data export)."""
+        rows = self._rows(
+            "SELECT event_id, rule, device_id, at_us FROM alarm_suppressed"
+            " WHERE resident_id = ? ORDER BY at_us, id",
+            (resident_id,),
+        )
+        return [
+            {"event_id": e, "rule": r, "device_id": d, "at": rfc3339(from_us(t))}
+            for e, r, d, t in rows
+        ]
+
+    def prune_suppressed(self, before: datetime) -> int:
+        """Forget suppressed triggers older than `before` (they go with the raw events)."""
+        with self.transaction():
+            return self._exec("DELETE FROM alarm_suppressed WHERE at_us < ?", (to_us(before),))
 
     # --- timers ---------------------------------------------------------------------------
 

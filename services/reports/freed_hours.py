@@ -179,6 +179,9 @@ class FreedHoursInput:
     """device id → sorted message times (Unix seconds, UTC)."""
     alarms: Iterable[AlarmRecord]
     extra: dict[str, Any] = field(default_factory=dict)
+    coverage: Mapping[tuple[str, date], float] = field(default_factory=dict)
+    """Stored κ per (resident, night) for nights kept only as aggregates (raw events deleted
+    by retention); those nights take κ from here instead of from `device_times`."""
 
 
 def nights_between(first: date, last: date) -> list[date]:
@@ -234,22 +237,26 @@ def resident_nights(
             kinds = {b.kind for b in bound}
             has_diaper = DeviceKind.DIAPER in kinds
             has_dispenser = DeviceKind.MEDICATION in kinds
-            sets = []
-            for b in bound:
-                key = (b.device_id, b.heartbeat_seconds)
-                if key not in intervals_cache:
-                    times = data.device_times.get(b.device_id, np.empty(0))
-                    intervals_cache[key] = online_intervals(times, 3 * b.heartbeat_seconds)
-                s, e = intervals_cache[key]
-                s, e = _clip(s, e, lo_s, hi_s)
-                # outside its binding the device need not be online for this resident
-                b_lo, b_hi = max(lo_s, b.start.timestamp()), min(hi_s, b.end.timestamp())
-                free = [(lo_s, b_lo), (b_hi, hi_s)]
-                extra_s = np.array([a for a, z in free if z > a], dtype=np.float64)
-                extra_e = np.array([z for a, z in free if z > a], dtype=np.float64)
-                sets.append((np.concatenate((s, extra_s)), np.concatenate((e, extra_e))))
-            covered = all_covered_seconds(sets, lo_s, hi_s)
-            kappa = covered / (hi_s - lo_s)
+            stored = data.coverage.get((resident.id, night))
+            if stored is not None:
+                kappa = stored  # the raw messages of this night are gone; κ was kept
+            else:
+                sets = []
+                for b in bound:
+                    key = (b.device_id, b.heartbeat_seconds)
+                    if key not in intervals_cache:
+                        times = data.device_times.get(b.device_id, np.empty(0))
+                        intervals_cache[key] = online_intervals(times, 3 * b.heartbeat_seconds)
+                    s, e = intervals_cache[key]
+                    s, e = _clip(s, e, lo_s, hi_s)
+                    # outside its binding the device need not be online for this resident
+                    b_lo, b_hi = max(lo_s, b.start.timestamp()), min(hi_s, b.end.timestamp())
+                    free = [(lo_s, b_lo), (b_hi, hi_s)]
+                    extra_s = np.array([a for a, z in free if z > a], dtype=np.float64)
+                    extra_e = np.array([z for a, z in free if z > a], dtype=np.float64)
+                    sets.append((np.concatenate((s, extra_s)), np.concatenate((e, extra_e))))
+                covered = all_covered_seconds(sets, lo_s, hi_s)
+                kappa = covered / (hi_s - lo_s)
             baseline = p["checks_per_night"] * p["check_minutes"]
             baseline += has_diaper * p["changes_per_night"] * p["change_minutes"]
             baseline += has_dispenser * p["medication_rounds_per_night"] * p["medication_minutes"]
@@ -334,7 +341,7 @@ def freed_hours_report(
         msg = f"'to' ({last}) is before 'from' ({first})"
         raise ValueError(msg)
     alarms = list(data.alarms)
-    data = FreedHoursInput(data.device_times, alarms, data.extra)
+    data = FreedHoursInput(data.device_times, alarms, data.extra, data.coverage)
     rows = resident_nights(index, first, last, data, ward)
     nights = nights_between(first, last)
     site_p = index.benefit_for(None)

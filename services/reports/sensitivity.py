@@ -68,7 +68,7 @@ def sensitivity_report(
     ranges: dict[str, tuple[float, ...]] | None = None,
 ) -> dict[str, Any]:
     """Freed hours per night for each value of each parameter, drivers first."""
-    data = FreedHoursInput(data.device_times, list(data.alarms), data.extra)
+    data = FreedHoursInput(data.device_times, list(data.alarms), data.extra, data.coverage)
     base_mean, base_fte = _per_night(index, first, last, data, ward)
     current = index.benefit_for(None)
     parameters: dict[str, Any] = {}

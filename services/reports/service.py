@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -13,12 +14,37 @@ from carehub.site import SiteIndex
 from services.reports.freed_hours import (
     AlarmRecord,
     FreedHoursInput,
+    ResidentNight,
     Seconds,
     freed_hours_report,
+    nights_between,
+    resident_nights,
 )
-from services.reports.utilisation import EventRecord, utilisation_report
+from services.reports.utilisation import (
+    EventRecord,
+    NightUse,
+    events_window,
+    night_uses,
+    utilisation_report,
+)
 
 REPORT_EVENT_TYPES = ("dose_due", "taken", "missed", "saturation", "detached", "attached")
+NOT_REPORTED_RULES = frozenset({"self_test"})
+"""Alarms that are not care: an admin's self-test must not count as a night's work."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredNight:
+    """What is kept of a night once its raw events are deleted (`CAREHUB_RETENTION_DAYS`):
+    the freed-hours rows of SPEC §6 per resident and the utilisation report's figures."""
+
+    night: date
+    residents: dict[str, ResidentNight]
+    use: NightUse
+
+
+StoredNights = Callable[[date, date], Mapping[date, StoredNight]]
+"""Nights in [first, last] kept as aggregates, by night label."""
 
 
 class ReportSource(Protocol):
@@ -70,12 +96,35 @@ def report_period(
     return first, last
 
 
+def stored_nights(source: ReportSource, first: date, last: date) -> Mapping[date, StoredNight]:
+    """Nights of [first, last] the source keeps only as aggregates (their raw events are
+    gone); a source without `stored_nights(first, last)` keeps none."""
+    read = getattr(source, "stored_nights", None)
+    if read is None:
+        return {}
+    kept: Mapping[date, StoredNight] = read(first, last)
+    return kept
+
+
+def _input(
+    index: SiteIndex, source: ReportSource, first: date, last: date
+) -> tuple[FreedHoursInput, Mapping[date, StoredNight]]:
+    lo, hi = _window(index, first, last)
+    stored = stored_nights(source, first, last)
+    coverage = {
+        (resident_id, night): row.coverage
+        for night, kept in stored.items()
+        for resident_id, row in kept.residents.items()
+    }
+    data = FreedHoursInput(source.device_times(lo, hi), source.alarms(lo, hi), coverage=coverage)
+    return data, stored
+
+
 def freed_hours(
     index: SiteIndex, source: ReportSource, first: date, last: date, ward: str | None = None
 ) -> dict[str, Any]:
-    """SPEC §6 for a period, from the stores."""
-    lo, hi = _window(index, first, last)
-    data = FreedHoursInput(source.device_times(lo, hi), source.alarms(lo, hi))
+    """SPEC §6 for a period, from the stores (nights past retention from their aggregates)."""
+    data, _stored = _input(index, source, first, last)
     return json_safe_report(freed_hours_report(index, first, last, data, ward))
 
 
@@ -85,24 +134,44 @@ def sensitivity(
     """How the freed hours move with each assumption, for a period, from the stores."""
     from services.reports.sensitivity import sensitivity_report
 
-    lo, hi = _window(index, first, last)
-    data = FreedHoursInput(source.device_times(lo, hi), source.alarms(lo, hi))
+    data, _stored = _input(index, source, first, last)
     return json_safe_report(sensitivity_report(index, first, last, data, ward))
 
 
 def utilisation(index: SiteIndex, source: ReportSource, first: date, last: date) -> dict[str, Any]:
     """The utilisation report for a period, from the stores."""
     lo, hi = _window(index, first, last)
+    ev_lo, ev_hi = events_window(index, first, last)
+    stored = stored_nights(source, first, last)
     return json_safe_report(
         utilisation_report(
             index,
             first,
             last,
             source.alarms(lo, hi),
-            source.events(lo, hi, REPORT_EVENT_TYPES),
+            source.events(ev_lo, ev_hi, REPORT_EVENT_TYPES),
             source.device_times(lo, hi),
+            {night: kept.use for night, kept in stored.items()},
         )
     )
+
+
+def night_aggregates(
+    index: SiteIndex, source: ReportSource, first: date, last: date
+) -> dict[date, StoredNight]:
+    """What to keep of each night of [first, last] before its raw events are deleted,
+    computed from the raw events (the caller makes sure they are all still there)."""
+    lo, hi = _window(index, first, last)
+    ev_lo, ev_hi = events_window(index, first, last)
+    data = FreedHoursInput(source.device_times(lo, hi), source.alarms(lo, hi))
+    rows = resident_nights(index, first, last, data)
+    uses = night_uses(
+        index, first, last, source.events(ev_lo, ev_hi, REPORT_EVENT_TYPES), data.device_times
+    )
+    return {
+        night: StoredNight(night, {r.resident_id: r for r in rows if r.night == night}, uses[night])
+        for night in nights_between(first, last)
+    }
 
 
 def json_safe_report(report: dict[str, Any]) -> dict[str, Any]:
@@ -180,11 +249,14 @@ class StoreReportSource:
         site: str,
         events: Any,
         alarms: Callable[[datetime, datetime], list[dict[str, Any]]],
+        stored: StoredNights | None = None,
     ) -> None:
-        """`events` is a gateway EventStore; `alarms(lo, hi)` answers alarm JSON (SPEC §5)."""
+        """`events` is a gateway EventStore; `alarms(lo, hi)` answers alarm JSON (SPEC §5);
+        `stored(first, last)` the nights kept as aggregates (none when not given)."""
         self._site = site
         self._events = events
         self._alarms = alarms
+        self._stored = stored
 
     def device_times(self, lo: datetime, hi: datetime) -> dict[str, Seconds]:
         """Message times per device from the event store."""
@@ -192,8 +264,12 @@ class StoreReportSource:
         return times
 
     def alarms(self, lo: datetime, hi: datetime) -> list[AlarmRecord]:
-        """Alarms raised in [lo, hi) from the alarm store."""
-        return [AlarmRecord.from_json(a) for a in self._alarms(lo, hi)]
+        """Alarms raised in [lo, hi) from the alarm store, self-tests left out."""
+        return [
+            AlarmRecord.from_json(a)
+            for a in self._alarms(lo, hi)
+            if a.get("rule") not in NOT_REPORTED_RULES
+        ]
 
     def events(self, lo: datetime, hi: datetime, types: Sequence[str]) -> list[EventRecord]:
         """Canonical events of the given types."""
@@ -201,3 +277,7 @@ class StoreReportSource:
             EventRecord(e.device_id, e.resident_id, e.type.value, e.ts, e.data)
             for e in self._events.query_events(self._site, lo, hi, types=list(types))
         ]
+
+    def stored_nights(self, first: date, last: date) -> Mapping[date, StoredNight]:
+        """Nights kept as aggregates, from the aggregate store when there is one."""
+        return {} if self._stored is None else self._stored(first, last)

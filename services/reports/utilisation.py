@@ -7,6 +7,7 @@ often, and in which hour of the night, alarms overlapped.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -77,6 +78,120 @@ def _hour_slots(index: SiteIndex) -> list[int]:
             return hours
 
 
+LEVEL_LOOKBACK = timedelta(hours=1)
+"""A diaper change reads the sensor's last saturation up to this long before the night."""
+
+
+@dataclass
+class NightUse:
+    """One night's equipment figures: device uptime, doses, diaper changes.
+
+    Additive over nights, so a night kept only as an aggregate (its raw events deleted by
+    retention, `CAREHUB_RETENTION_DAYS`) adds exactly what it added while its events existed.
+    """
+
+    night_seconds: float
+    uptime_seconds: dict[str, float] = field(default_factory=dict)
+    """device id → seconds online during the night."""
+    doses_due: int = 0
+    """Doses offered (`dose_due`) during the night."""
+    taken_on_time: int = 0
+    missed: int = 0
+    change_levels: list[float] = field(default_factory=list)
+    """The saturation read before each diaper change (`detached`) of the night."""
+
+    def to_json(self) -> dict[str, Any]:
+        """For the aggregate store."""
+        return {
+            "night_seconds": self.night_seconds,
+            "uptime_seconds": self.uptime_seconds,
+            "doses_due": self.doses_due,
+            "taken_on_time": self.taken_on_time,
+            "missed": self.missed,
+            "change_levels": self.change_levels,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NightUse:
+        """Back from the aggregate store."""
+        return cls(
+            night_seconds=float(data["night_seconds"]),
+            uptime_seconds={str(k): float(v) for k, v in data["uptime_seconds"].items()},
+            doses_due=int(data["doses_due"]),
+            taken_on_time=int(data["taken_on_time"]),
+            missed=int(data["missed"]),
+            change_levels=[float(v) for v in data["change_levels"]],
+        )
+
+
+def events_window(index: SiteIndex, first: date, last: date) -> tuple[datetime, datetime]:
+    """The event times the nights of a period read: a diaper's last reading before the first
+    night, and a dose offered at the end of the last night being taken within its window."""
+    window = timedelta(minutes=index.site.rules.dose_missed.window_minutes)
+    return index.night_bounds(first)[0] - LEVEL_LOOKBACK, index.night_bounds(last)[1] + window
+
+
+def _intervals(
+    index: SiteIndex, device_times: Mapping[str, Seconds]
+) -> dict[str, tuple[Seconds, Seconds]]:
+    return {
+        device_id: online_intervals(
+            device_times.get(device_id, np.empty(0)), 3 * bindings[0].heartbeat_seconds
+        )
+        for device_id, bindings in index.bindings.items()
+    }
+
+
+def night_uses(
+    index: SiteIndex,
+    first: date,
+    last: date,
+    events: Iterable[EventRecord],
+    device_times: Mapping[str, Seconds],
+) -> dict[date, NightUse]:
+    """Every night's equipment figures from the raw events and message times."""
+    intervals = _intervals(index, device_times)
+    ordered = sorted(events, key=lambda e: e.ts)
+    times = [e.ts for e in ordered]
+    window = timedelta(minutes=index.site.rules.dose_missed.window_minutes)
+    out: dict[date, NightUse] = {}
+    for night in nights_between(first, last):
+        n_lo, n_hi = index.night_bounds(night)
+        lo_s, hi_s = n_lo.timestamp(), n_hi.timestamp()
+        use = NightUse(night_seconds=hi_s - lo_s)
+        for device_id, (starts, ends) in intervals.items():
+            s, e = _clip(starts, ends, lo_s, hi_s)
+            use.uptime_seconds[device_id] = all_covered_seconds([(s, e)], lo_s, hi_s)
+        a = bisect.bisect_left(times, n_lo - LEVEL_LOOKBACK)
+        b = bisect.bisect_left(times, n_hi + window)
+        doses: dict[tuple[str, str], dict[str, datetime]] = {}
+        last_level: dict[str, float] = {}
+        for ev in ordered[a:b]:
+            if ev.type == "dose_due" and "dose_id" in ev.data and n_lo <= ev.ts < n_hi:
+                due = ev.data.get("due")
+                doses[(ev.device_id, str(ev.data["dose_id"]))] = {
+                    "due": datetime.fromisoformat(str(due).replace("Z", "+00:00")) if due else ev.ts
+                }
+            elif ev.type in ("taken", "missed") and "dose_id" in ev.data:
+                dose = doses.get((ev.device_id, str(ev.data["dose_id"])))
+                if dose is not None:
+                    dose.setdefault(ev.type, ev.ts)
+            elif ev.ts >= n_hi:
+                continue
+            elif ev.type == "saturation":
+                last_level[ev.device_id] = float(ev.data.get("level", 0))
+            elif ev.type == "detached" and ev.resident_id and ev.ts >= n_lo:
+                use.change_levels.append(last_level.get(ev.device_id, 0.0))
+                last_level[ev.device_id] = 0.0
+        use.doses_due = len(doses)
+        use.taken_on_time = sum(
+            1 for d in doses.values() if "taken" in d and d["taken"] - d["due"] <= window
+        )
+        use.missed = sum(1 for d in doses.values() if "missed" in d or "taken" not in d)
+        out[night] = use
+    return out
+
+
 def utilisation_report(
     index: SiteIndex,
     first: date,
@@ -84,11 +199,15 @@ def utilisation_report(
     alarms: Iterable[AlarmRecord],
     events: Iterable[EventRecord],
     device_times: Mapping[str, Seconds],
+    stored: Mapping[date, NightUse] | None = None,
 ) -> dict[str, Any]:
-    """Alarms, response times, coverage, adherence, diaper changes and concurrency."""
+    """Alarms, response times, coverage, adherence, diaper changes and concurrency.
+
+    `stored` holds the equipment figures of nights kept only as aggregates; the other nights
+    are computed from `events` and `device_times`. Alarms are never pruned.
+    """
     nights = nights_between(first, last)
-    lo = index.night_bounds(first)[0]
-    hi = index.night_bounds(last)[1]
+    stored = stored or {}
     in_nights = [a for a in alarms if (n := index.night_of(a.raised_at)) and first <= n <= last]
     slots = _hour_slots(index)
 
@@ -117,45 +236,22 @@ def utilisation_report(
         if a.acknowledged_at and a.resolved_at
     ]
 
+    raw = [n for n in nights if n not in stored]
+    computed = night_uses(index, min(raw), max(raw), events, device_times) if raw else {}
+    uses = [stored[n] if n in stored else computed[n] for n in nights]
+
     # Device uptime over the nights of the period.
+    night_total = sum(u.night_seconds for u in uses)
     uptime: dict[str, float] = {}
-    night_spans = [index.night_bounds(n) for n in nights]
-    night_total = sum((n_hi - n_lo).total_seconds() for n_lo, n_hi in night_spans)
-    for device_id, bindings in index.bindings.items():
-        starts, ends = online_intervals(
-            device_times.get(device_id, np.empty(0)), 3 * bindings[0].heartbeat_seconds
-        )
+    for device_id in index.bindings:
         up = 0.0
-        for n_lo, n_hi in night_spans:
-            s, e = _clip(starts, ends, n_lo.timestamp(), n_hi.timestamp())
-            up += all_covered_seconds([(s, e)], n_lo.timestamp(), n_hi.timestamp())
+        for u in uses:
+            up += u.uptime_seconds.get(device_id, 0.0)
         uptime[device_id] = round(up / night_total, 4) if night_total else 0.0
 
-    # Medication adherence and diaper changes from the events.
-    window = timedelta(minutes=index.site.rules.dose_missed.window_minutes)
-    doses: dict[tuple[str, str], dict[str, Any]] = {}
-    changes: dict[str, list[float]] = {}
-    last_level: dict[str, float] = {}
-    for ev in sorted(events, key=lambda e: e.ts):
-        if not lo <= ev.ts < hi:
-            continue
-        if ev.type in ("dose_due", "taken", "missed") and "dose_id" in ev.data:
-            d = doses.setdefault((ev.device_id, str(ev.data["dose_id"])), {})
-            if ev.type == "dose_due":
-                due = ev.data.get("due")
-                d["due"] = datetime.fromisoformat(str(due).replace("Z", "+00:00")) if due else ev.ts
-            else:
-                d.setdefault(ev.type, ev.ts)
-        elif ev.type == "saturation":
-            last_level[ev.device_id] = float(ev.data.get("level", 0))
-        elif ev.type == "detached" and ev.resident_id and index.night_of(ev.ts) is not None:
-            changes.setdefault(ev.resident_id, []).append(last_level.get(ev.device_id, 0.0))
-            last_level[ev.device_id] = 0.0
-    due_count = sum(1 for d in doses.values() if "due" in d)
-    on_time = sum(
-        1 for d in doses.values() if "due" in d and "taken" in d and d["taken"] - d["due"] <= window
-    )
-    missed = sum(1 for d in doses.values() if "due" in d and ("missed" in d or "taken" not in d))
+    due_count = sum(u.doses_due for u in uses)
+    on_time = sum(u.taken_on_time for u in uses)
+    missed = sum(u.missed for u in uses)
 
     diaper_residents = {
         r
@@ -165,7 +261,7 @@ def utilisation_report(
         for r in index.residents_of(b)
     }
     resident_nights = len(diaper_residents) * len(nights)
-    all_levels = [lvl for levels in changes.values() for lvl in levels]
+    all_levels = [lvl for u in uses for lvl in u.change_levels]
 
     return {
         "site": index.site.site,

@@ -28,7 +28,7 @@ from typing import Any
 
 from carehub.clock import Clock
 from carehub.site import Priority, SiteIndex
-from gateway.events import CanonicalEvent
+from gateway.events import CanonicalEvent, EventType
 from services.alarms import model
 from services.alarms.errors import InvalidTransitionError
 from services.alarms.lifecycle import ESCALATE, REMIND, arm_timers, disarm_timers, target_json
@@ -50,6 +50,9 @@ from services.rules.rules import (
 )
 
 _LOGGER = logging.getLogger(__name__)
+
+SELF_TEST = "self_test"
+"""Rule name of the alarm an admin's self-test raises (not a site-file rule: it has no settings)."""
 
 ALARM_NAMESPACE = uuid.UUID("0c3d7a52-9f41-4e8e-bb5e-1d2f6a7c9e30")
 """Alarm ids are uuid5 of what raised them, so the same first trigger gives the same id."""
@@ -92,6 +95,11 @@ class _Occurrence:
         return f"device:{self.device_id}"
 
 
+def self_test_alarm_id(site: str, event_id: str) -> str:
+    """The alarm a self-test event raises: known in advance, so the web app can wait for it."""
+    return str(uuid.uuid5(ALARM_NAMESPACE, f"{site}/{SELF_TEST}/{event_id}"))
+
+
 def event_time(event: CanonicalEvent) -> datetime:
     """When it happened, as far as we can trust it: min(device ts, gateway received_at)."""
     return min(event.ts, event.received_at)
@@ -106,11 +114,15 @@ class RulesEngine:
         store: AlarmStore,
         clock: Clock,
         config: EngineConfig | None = None,
+        monitored: Callable[[str], bool] | None = None,
     ) -> None:
+        """`monitored(resident_id)` is the admin's per-resident monitoring switch (None: all
+        residents monitored); it is read from the shared store, so it must be cheap."""
         self.index = index
         self.store = store
         self.clock = clock
         self.config = config or EngineConfig()
+        self.monitored = monitored
         self.site = index.site.site
         self._timer_handlers: dict[str, Callable[[Timer, datetime], None]] = {
             "dose": self._fire_dose,
@@ -173,6 +185,9 @@ class RulesEngine:
             if not self.store.mark_seen(event.event_id, at):
                 _LOGGER.debug("event %s already handled", event.event_id)
                 return
+            if event.type is EventType.SELF_TEST:
+                self._self_test(event, at)
+                return  # not a device: no silence supervision, no other rule
             binding = self.index.binding_at(event.device_id, event.ts) or self.index.device(
                 event.device_id
             )
@@ -249,6 +264,14 @@ class RulesEngine:
             return
         if occ.night_only and not self.index.is_night(occ.at):
             return
+        if occ.resident_id is not None and not self._is_monitored(occ.resident_id):
+            # The admin switched this resident's monitoring off (with a reason): keep a mark
+            # of what would have alarmed, raise nothing. Open alarms above still count.
+            self.store.add_suppressed(
+                occ.event_id, occ.rule, occ.resident_id, occ.device_id, occ.at
+            )
+            _LOGGER.debug("%s from %s suppressed: monitoring off", occ.rule, occ.device_id)
+            return
         name = f"{self.site}/{occ.rule}/{occ.key}/{to_us(occ.at)}"
         alarm_id = str(uuid.uuid5(ALARM_NAMESPACE, name))
         alarm = Alarm(
@@ -269,6 +292,29 @@ class RulesEngine:
         self.store.add_change(alarm, "new", "raised", occ.at)
         arm_timers(self.store, alarm, self.index.site.escalation)
         _LOGGER.info("alarm %s raised: %s (%s)", alarm_id, occ.rule, occ.priority.value)
+
+    def _is_monitored(self, resident_id: str) -> bool:
+        return self.monitored is None or self.monitored(resident_id)
+
+    def _self_test(self, event: CanonicalEvent, at: datetime) -> None:
+        """An admin's self-test: a low alarm of its own (one per test), like any other alarm,
+        so the test proves the path to the board; the web app resolves it."""
+        alarm = Alarm(
+            alarm_id=self_test_alarm_id(self.site, event.event_id),
+            site=self.site,
+            rule=SELF_TEST,
+            kind="technical",
+            priority=Priority.LOW,
+            device_id=event.device_id,
+            raised_at=at,
+            last_seen_at=at,
+            trigger_event_id=event.event_id,
+        )
+        self.store.insert_alarm(alarm, f"{SELF_TEST}:{event.event_id}")
+        self.store.add_occurrence(event.event_id, alarm.alarm_id, event.event_id, at, None)
+        self.store.add_change(alarm, "new", "raised", at)
+        arm_timers(self.store, alarm, self.index.site.escalation)
+        _LOGGER.info("alarm %s raised: %s", alarm.alarm_id, SELF_TEST)
 
     def _clear(
         self,

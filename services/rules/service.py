@@ -33,6 +33,7 @@ from gateway.events import CanonicalEvent
 from services.alarms.notify import WebhookNotifier
 from services.alarms.service import AlarmService
 from services.alarms.store import AlarmStore
+from services.privacy.monitoring import MonitoringSwitch
 from services.rules.engine import EngineConfig, RulesEngine
 from services.rules.publisher import AlarmPublisher
 
@@ -87,7 +88,9 @@ class RulesService:
         self.alarms = alarms
         """An in-process AlarmService to wake after each commit (optional)."""
         self.site = index.site.site
-        self.engine = RulesEngine(index, store, self.clock, config.engine)
+        # the admin's per-resident switch, read from the shared file (the web app writes it)
+        self.monitoring = MonitoringSwitch(store.path, self.site)
+        self.engine = RulesEngine(index, store, self.clock, config.engine, self.monitoring)
         target = index.site.escalation.target
         self.notifier = (
             WebhookNotifier(target.url) if target.kind == "webhook" and target.url else None
@@ -175,6 +178,7 @@ class RulesService:
             self._client = None
         if self.notifier is not None:
             self.notifier.close()
+        self.monitoring.close()
         if self._owns_store:
             self.store.close()
 
@@ -258,7 +262,10 @@ class RulesService:
                 self._queue.append(
                     _Pending(self._generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload))
                 )
-                if len(self._queue) >= self.config.batch:
+                # Wake the worker when work arrives on an empty queue (it waits only then), so
+                # an event waits for the previous batch, never for `tick_s`: a fall alarm in
+                # milliseconds. Under load the batches grow by themselves while it works.
+                if len(self._queue) == 1 or len(self._queue) >= self.config.batch:
                     self._cond.notify_all()
         except Exception:
             _LOGGER.exception("message on %s could not be queued", msg.topic)

@@ -37,5 +37,7 @@ class HubContext:
     """Component name -> 'ok' or what is wrong; anything but 'ok' degrades /healthz."""
     metrics: Callable[[], dict[str, float]] = dict
     """Flat counters for /metrics, name{labels} -> value."""
+    privacy: Any = None
+    """services.privacy.service.PrivacyService: monitoring switches, exports, self-test."""
     extra_routers: list[Any] = field(default_factory=list)
     """More APIRouters to mount, e.g. the gateway's vendor webhook."""

@@ -76,6 +76,65 @@ MESSAGES: dict[str, dict[Locale, str]] = {
     "kind_medication": {"da": "Medicindispenser", "en": "Medication dispenser"},
     "language": {"da": "English", "en": "Dansk"},
     "sound_on": {"da": "Slå lyd til", "en": "Turn sound on"},
+    "rule_self_test": {"da": "Selvtest", "en": "Self-test"},
+    "admin": {"da": "Administration", "en": "Admin"},
+    "residents": {"da": "Beboere", "en": "Residents"},
+    "ward": {"da": "Afdeling", "en": "Ward"},
+    "monitoring": {"da": "Overvågning", "en": "Monitoring"},
+    "monitoring_is_on": {"da": "Overvågning slået til", "en": "Monitoring on"},
+    "monitoring_off": {"da": "Overvågning slået fra", "en": "Monitoring off"},
+    "monitoring_off_for": {
+        "da": "Overvågning slået fra – ingen alarmer for:",
+        "en": "Monitoring off – no alarms for:",
+    },
+    "switch_off": {"da": "Slå overvågning fra", "en": "Turn monitoring off"},
+    "switch_on": {"da": "Slå overvågning til", "en": "Turn monitoring on"},
+    "reason": {"da": "Begrundelse", "en": "Reason"},
+    "reason_hint": {
+        "da": "Skriv ingen navne, fx »Indlagt på hospital« eller »Ønsker ikke sensorer«.",
+        "en": "No names, e.g. 'In hospital' or 'Declined sensors'.",
+    },
+    "reason_required": {
+        "da": "Skriv en begrundelse for at slå overvågningen fra.",
+        "en": "Give a reason to turn monitoring off.",
+    },
+    "changed_by": {"da": "Ændret af {by}, {at}", "en": "Changed by {by}, {at}"},
+    "saved": {"da": "Gemt.", "en": "Saved."},
+    "export": {"da": "Hent beboerens data (JSON)", "en": "Export the resident's data (JSON)"},
+    "export_note": {
+        "da": "Eksporten indeholder beboerens hændelser, alarmer og hvem der har set data. "
+        "Den bliver selv logget.",
+        "en": "The export holds the resident's events, alarms and who looked at their data. "
+        "It is logged itself.",
+    },
+    "selftest": {"da": "Selvtest af alarmvejen", "en": "Alarm path self-test"},
+    "selftest_note": {
+        "da": "Sender en testbesked hele vejen fra sensor-indgangen til alarmtavlen og lukker "
+        "alarmen igen.",
+        "en": "Sends a test message all the way from the sensor input to the alarm board and "
+        "closes the alarm again.",
+    },
+    "selftest_run": {"da": "Kør selvtest", "en": "Run self-test"},
+    "selftest_ok": {
+        "da": "Selvtest OK: alarmen nåede frem på {ms} ms.",
+        "en": "Self-test OK: the alarm arrived in {ms} ms.",
+    },
+    "selftest_failed": {
+        "da": "Selvtesten fejlede: {stage}. Tilkald teknisk hjælp.",
+        "en": "The self-test failed: {stage}. Call technical support.",
+    },
+    "stage_not_published": {
+        "da": "beskeden kom ikke frem til MQTT-brokeren",
+        "en": "the message did not reach the MQTT broker",
+    },
+    "stage_no_event": {
+        "da": "gatewayen behandlede ikke beskeden",
+        "en": "the gateway did not handle the message",
+    },
+    "stage_no_alarm": {
+        "da": "regelmotoren lavede ingen alarm",
+        "en": "the rules engine raised no alarm",
+    },
 }
 
 

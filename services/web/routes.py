@@ -131,6 +131,7 @@ def device_rows(ctx: HubContext, *, with_names: bool) -> list[dict[str, Any]]:
     """Every device of the site with its current binding and last known state."""
     now = ctx.clock.now()
     states = {s["device_id"]: s for s in (ctx.devices() if ctx.devices else [])}
+    off = monitoring_off(ctx) if with_names else set()
     rows = []
     for device_id, bindings in sorted(ctx.site.bindings.items()):
         binding = ctx.site.binding_at(device_id, now) or bindings[-1]
@@ -151,10 +152,20 @@ def device_rows(ctx: HubContext, *, with_names: bool) -> list[dict[str, Any]]:
         if with_names:
             names = [ctx.site.residents[r].name or r for r in residents if r in ctx.site.residents]
             row["resident_label"] = ", ".join(names)
+            row["monitoring_off"] = bool(residents) and all(r in off for r in residents)
             row["last_seen_local"] = _local(ctx, row["last_seen"])
             row["attention"] = _attention(ctx, row)
         rows.append(row)
     return rows
+
+
+def monitoring_off(ctx: HubContext) -> set[str]:
+    """Residents whose monitoring an admin switched off (none when the hub has no privacy
+    service); the staff screens must say so, or a quiet board would look like a calm night."""
+    if ctx.privacy is None:
+        return set()
+    off: set[str] = ctx.privacy.monitoring_off()
+    return off
 
 
 def _local(ctx: HubContext, value: Any) -> str | None:
@@ -201,7 +212,15 @@ def _pages_router() -> APIRouter:
             "stale_after_s": PING_INTERVAL_S * 2 + 1,
             "now": ctx.clock.now().isoformat(),
         }
-        return page(request, ctx, "board.html", user, board_data=board_data)
+        off = monitoring_off(ctx)
+        unmonitored = [
+            {"label": residents[r.id], "room": r.room}
+            for r in ctx.site.site.residents
+            if r.id in off
+        ]
+        return page(
+            request, ctx, "board.html", user, board_data=board_data, unmonitored=unmonitored
+        )
 
     @router.get("/devices", response_class=HTMLResponse)
     def devices_page(request: Request, ctx: Ctx) -> Response:
@@ -224,11 +243,13 @@ def _csrf(request: Request) -> str:
 
 def install(app: FastAPI) -> None:
     """Mount the alarm, device and page routes."""
-    from services.web import routes_reports
+    from services.web import routes_admin, routes_reports
 
     app.include_router(_api_router())
     app.include_router(_pages_router())
     app.include_router(routes_reports.router())
+    for admin in routes_admin.router():
+        app.include_router(admin)
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_r: Request, err: NotFoundError) -> JSONResponse:

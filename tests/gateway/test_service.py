@@ -296,6 +296,7 @@ def test_shared_subscription_filters_and_vendor_topics(
         f"$share/gw/carehub/{SITE}/devices/+/status",
         "$share/gw/zigbee2mqtt/bed-b1-window",
         "$share/gw/zigbee2mqtt/bed-b1-window/availability",
+        f"$share/gw/carehub/{SITE}/hub/api/selftest",  # the admin's self-test (docs/security.md)
     ]
     with pytest.raises(ValueError, match="MQTT 5"):
         GatewayService(

@@ -1,0 +1,215 @@
+"""The per-resident monitoring switch: an admin turns a resident's alarms off, with a reason.
+
+A resident (or their relatives) may decline monitoring, or be away in hospital; their sensors
+may still send. While the switch is off the rules engine raises no alarms about them (it
+marks what would have alarmed, `alarm_suppressed`), the gateway still stores their events,
+and the staff screens say "monitoring off" so nobody trusts a silent board.
+
+The switch lives in the shared SQLite file (`CAREHUB_DB`) as an append-only history: who,
+when, on or off, and why. The rules engine may run in another process than the web app, so
+it reads the file (`MonitoringSwitch`), looking again at most every `CACHE_S` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from services.alarms.model import rfc3339
+from services.alarms.store import SCHEMA as ALARM_SCHEMA
+from services.alarms.store import from_us, to_us
+
+_LOGGER = logging.getLogger(__name__)
+
+CACHE_S = 1.0
+"""How stale the rules engine's view of the switch may be, in real seconds."""
+MAX_REASON = 500
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS resident_monitoring (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    site TEXT NOT NULL,
+    resident_id TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    at_us INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS resident_monitoring_resident
+    ON resident_monitoring (site, resident_id, id);
+CREATE TRIGGER IF NOT EXISTS resident_monitoring_no_update BEFORE UPDATE ON resident_monitoring
+    BEGIN SELECT RAISE(ABORT, 'resident_monitoring is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS resident_monitoring_no_delete BEFORE DELETE ON resident_monitoring
+    BEGIN SELECT RAISE(ABORT, 'resident_monitoring is append-only'); END;
+"""
+
+_LATEST = (
+    "SELECT resident_id, enabled, at_us, actor, reason FROM resident_monitoring"
+    " WHERE id IN (SELECT MAX(id) FROM resident_monitoring WHERE site = ? GROUP BY resident_id)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MonitoringChange:
+    """One flip of the switch: the state it set, by whom, when and why."""
+
+    resident_id: str
+    enabled: bool
+    at: datetime
+    actor: str
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """As the admin API shows it."""
+        return {
+            "resident_id": self.resident_id,
+            "enabled": self.enabled,
+            "at": rfc3339(self.at),
+            "by": self.actor,
+            "reason": self.reason,
+        }
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def _change(row: tuple[Any, ...]) -> MonitoringChange:
+    resident_id, enabled, at_us, actor, reason = row
+    return MonitoringChange(resident_id, bool(enabled), from_us(at_us), actor, reason)
+
+
+class MonitoringStore:
+    """The switch's durable history in the shared SQLite file, written with its audit row."""
+
+    def __init__(self, db: Path | str, site: str) -> None:
+        self.path = Path(db)
+        self.site = site
+        self._conn = _connect(self.path)
+        self._conn.executescript(ALARM_SCHEMA)  # the audit_log its changes are written to
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    def set(
+        self, resident_id: str, enabled: bool, actor: str, reason: str | None, at: datetime
+    ) -> MonitoringChange:
+        """Flip the switch; the history row and its audit row commit together or not at all.
+
+        A reason is required to switch off: the next person must know why a resident has no
+        alarms. The audit row has the documented shape of `audit_log` (docs/alarms.md).
+        """
+        reason = (reason or "").strip() or None
+        if not enabled and reason is None:
+            msg = "switching monitoring off needs a reason"
+            raise ValueError(msg)
+        if reason is not None and len(reason) > MAX_REASON:
+            msg = f"the reason is longer than {MAX_REASON} characters"
+            raise ValueError(msg)
+        detail = json.dumps({"resident_id": resident_id, "reason": reason})
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    "INSERT INTO resident_monitoring (site, resident_id, enabled, at_us, actor,"
+                    " reason) VALUES (?, ?, ?, ?, ?, ?)",
+                    (self.site, resident_id, int(enabled), to_us(at), actor, reason),
+                )
+                self._conn.execute(
+                    "INSERT INTO audit_log (at_us, actor, action, alarm_id, detail)"
+                    " VALUES (?, ?, ?, NULL, ?)",
+                    (to_us(at), actor, "monitoring_on" if enabled else "monitoring_off", detail),
+                )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        _LOGGER.info("monitoring %s by %s", "on" if enabled else "off", actor)
+        return MonitoringChange(resident_id, enabled, at, actor, reason)
+
+    def states(self) -> dict[str, MonitoringChange]:
+        """The last change of every resident whose switch was ever touched."""
+        with self._lock:
+            rows = self._conn.execute(_LATEST, (self.site,)).fetchall()
+        return {row[0]: _change(row) for row in rows}
+
+    def history(self, resident_id: str) -> list[MonitoringChange]:
+        """Every change of one resident's switch, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT resident_id, enabled, at_us, actor, reason FROM resident_monitoring"
+                " WHERE site = ? AND resident_id = ? ORDER BY id",
+                (self.site, resident_id),
+            ).fetchall()
+        return [_change(r) for r in rows]
+
+
+class MonitoringSwitch:
+    """The rules engine's view: `switch(resident_id)` is True unless switched off.
+
+    Looks at the file at most every `cache_s` (one indexed MAX(id)), and reloads only when the
+    history grew, so a switch flipped in the web app's process counts within `cache_s`. When
+    the file cannot be read it keeps what it knew: an unreadable switch must not silence
+    alarms.
+    """
+
+    def __init__(
+        self,
+        db: Path | str,
+        site: str,
+        cache_s: float = CACHE_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.site = site
+        self.cache_s = cache_s
+        self._monotonic = monotonic
+        self._conn = _connect(Path(db))
+        self._lock = threading.Lock()
+        self._checked = float("-inf")
+        self._version = -1
+        self._off: frozenset[str] = frozenset()
+
+    def __call__(self, resident_id: str) -> bool:
+        """Whether alarms about this resident should be raised."""
+        with self._lock:
+            now = self._monotonic()
+            if now - self._checked >= self.cache_s:
+                self._checked = now
+                self._refresh()
+            return resident_id not in self._off
+
+    def _refresh(self) -> None:
+        try:
+            (version,) = self._conn.execute(
+                "SELECT COALESCE(MAX(id), 0) FROM resident_monitoring"
+            ).fetchone()
+            if version == self._version:
+                return
+            rows = self._conn.execute(_LATEST, (self.site,)).fetchall()
+        except sqlite3.Error:
+            _LOGGER.warning("monitoring switch unreadable; keeping the last known state")
+            return
+        self._version = version
+        self._off = frozenset(r[0] for r in rows if not r[1])
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
