@@ -325,6 +325,34 @@ class Hub:
             return {"state": state, "metrics": rules.metrics()}
 
         self._beat("rules", status)
+        self._start_timeseries()
+
+    def _start_timeseries(self) -> None:
+        """With InfluxDB configured, alarm changes and nightly freed hours go there too, for
+        Grafana; written by the rules part only, so each change is written once."""
+        from services.timeseries import AlarmChangeWriter, FreedHoursJob, TimeseriesWriter
+
+        ts = TimeseriesWriter.from_settings(self.settings)
+        if ts is None:
+            return
+        from gateway.store import open_store
+        from services.reports.service import StoreReportSource
+
+        self._stack.callback(ts.close)
+        writer = AlarmChangeWriter(ts, log=self.alarms)
+        self._stack.callback(writer.close)
+        self._stack.callback(self.alarms.subscribe(writer))
+        from services.privacy.aggregates import AggregateStore
+
+        events = open_store(self.settings)
+        self._stack.callback(events.close)
+        aggregates = AggregateStore(self.settings.db, self.site.site)
+        self._stack.callback(aggregates.close)
+        source = StoreReportSource(
+            self.site.site, events, self.alarms.raised_between, aggregates.stored_nights
+        )
+        job = FreedHoursJob(ts, self.index, source, self.clock).start()
+        self._stack.callback(job.stop)
 
     def api_context(self) -> Any:
         """The web app's view of this hub (services.web.context.HubContext); its stores and
