@@ -56,10 +56,16 @@ def resolve_site_path(site: Path | None) -> Path:
     return path
 
 
-def _setup_logging() -> None:
+def _setup_logging(quiet: bool = False) -> None:
+    """`quiet` (the demo): warnings only, unless CAREHUB_LOG_LEVEL says otherwise, so the
+    terminal shows the URL, the logins and a status line rather than every alarm."""
+    import os
+
     from carehub.settings import get_settings
 
     level = get_settings().log_level.upper()
+    if quiet and "CAREHUB_LOG_LEVEL" not in os.environ:
+        level = "WARNING"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -106,13 +112,28 @@ def demo(
     site: Annotated[Path, typer.Option(help="Site file to simulate.")] = DEMO_SITE,
     speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 60.0,
     port: Annotated[int, typer.Option(help="Web app port (0 = any free port).")] = 8080,
+    history_days: Annotated[
+        int, typer.Option(help="Days of simulated history before tonight, for the reports.")
+    ] = 7,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same care home.")] = 1,
 ) -> None:
     """Run the whole hub on embedded defaults: broker, hub, simulated care home, web app."""
     from carehub.demo import run_demo
 
-    _setup_logging()
+    _setup_logging(quiet=True)
+    if speed <= 0:
+        fail("--speed must be positive")
+    if history_days < 0:
+        fail("--history-days must be 0 or more")
     try:
-        run_demo(site, speed=speed, http_port=port, stop=_Stop().event)
+        run_demo(
+            site,
+            speed=speed,
+            http_port=port,
+            stop=_Stop().event,
+            history_days=history_days,
+            seed=seed,
+        )
     except ConfigError as err:
         fail(str(err))
 
@@ -208,6 +229,11 @@ def _register_parts() -> None:
     register_gateway(app)
     register_services(app)
     register_web(app)
+    try:
+        from bench.commands import register as register_bench
+    except ImportError:  # an installation without the benchmarks (bench/ is a dev tool)
+        return
+    register_bench(app)
 
 
 _register_parts()

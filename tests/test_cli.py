@@ -60,7 +60,7 @@ def test_demo_starts_a_broker_and_stops_it_on_signal(sig: signal.Signals, tmp_pa
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAREHUB_")}
     env["CAREHUB_DB"] = str(tmp_path / "demo.db")
     proc = subprocess.Popen(
-        [*CAREHUB, "demo", "--port", "0"],
+        [*CAREHUB, "demo", "--port", "0", "--history-days", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

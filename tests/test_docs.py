@@ -21,3 +21,15 @@ def test_readme_has_exactly_two_setup_commands() -> None:
     block = text.split("## Set-up", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
     assert commands == ["./carehub.sh demo", "./carehub.sh test"]
+
+
+def test_every_command_the_readme_names_exists() -> None:
+    import typer.main
+
+    from carehub.cli import app
+
+    cli = typer.main.get_command(app)
+    text = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"^\| `carehub ([a-z-]+)", text, re.M))
+    assert {"run", "sim", "backfill", "report", "import", "demo"} <= named
+    assert named <= set(cli.commands), named - set(cli.commands)  # type: ignore[attr-defined]
