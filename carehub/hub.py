@@ -44,6 +44,10 @@ class HubOptions:
     http_host: str | None = None
     http_port: int | None = None
     """Override `CAREHUB_HTTP_HOST` / `CAREHUB_HTTP_PORT` (0 = any free port)."""
+    client_id_prefix: str = "carehub"
+    """MQTT client ids are `{prefix}-gateway` etc. The broker keeps a persistent session by
+    client id, so two hubs on one broker (tests, a shared lab broker) need different prefixes.
+    With credentials the broker uses the username instead (`use_username_as_clientid`)."""
 
 
 def parse_parts(part: str) -> tuple[str, ...]:
@@ -274,7 +278,7 @@ class Hub:
         config = GatewayConfig(
             target=self.target,
             prefix=self.settings.mqtt_prefix,
-            client_id="carehub-gateway",
+            client_id=f"{self.options.client_id_prefix}-gateway",
             protocol=self.options.protocol,
             ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
         )
@@ -313,7 +317,7 @@ class Hub:
             self.clock,
             alarms=self.alarms,
             protocol=self.options.protocol,
-            client_id="carehub-rules",
+            client_id=f"{self.options.client_id_prefix}-rules",
         )
         self.rules.start()
         self._stack.callback(self.rules.stop)
@@ -377,7 +381,7 @@ class Hub:
         watch = _BrokerWatch(
             self.target,
             ClientOptions(
-                client_id="carehub-api",
+                client_id=f"{self.options.client_id_prefix}-api",
                 protocol=self.options.protocol,
                 ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
             ),

@@ -26,7 +26,7 @@ from services.web.app import create_app
 from services.web.users import UserStore
 from tests.privacy.conftest import api, wait_until
 from tests.privacy.night import TZ, Counters, night_uplinks
-from tests.support.mqttprobe import MqttProbe
+from tests.support.mqttprobe import MqttProbe, unique_client_prefix
 from tests.support.server import ServerThread
 from tests.web.conftest import PASSWORD, USERS
 from tests.web.test_auth import _browser_login
@@ -70,7 +70,10 @@ def scanned_hub(
         users.upsert(name, PASSWORD, role)
     users.close()
     hub = Hub(
-        settings, named_site, ("gateway", "rules"), options=HubOptions(protocol=mqtt_protocol)
+        settings,
+        named_site,
+        ("gateway", "rules"),
+        options=HubOptions(protocol=mqtt_protocol, client_id_prefix=unique_client_prefix()),
     )
     hub.start()
     assert hub.wait_ready()

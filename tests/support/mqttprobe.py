@@ -6,6 +6,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -127,3 +128,10 @@ class MqttProbe:
     def close(self) -> None:
         """Disconnect."""
         close(self.client)
+
+
+def unique_client_prefix() -> str:
+    """A client-id prefix of its own for a hub in one test. The session's broker keeps a
+    persistent session per client id: a later hub with the same id would receive the uplinks
+    queued for an earlier one (and drop its own as duplicates)."""
+    return f"t{uuid.uuid4().hex[:10]}"

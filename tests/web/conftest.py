@@ -17,6 +17,7 @@ from carehub.site import Site, SiteIndex
 from services.web.app import create_app
 from services.web.context import HubContext
 from services.web.users import Role, UserStore
+from tests.support.mqttprobe import unique_client_prefix
 from tests.support.server import ServerThread
 
 PASSWORD = "correct-horse-battery"
@@ -78,7 +79,12 @@ def live_hub(
     for name, role in USERS.items():
         users.upsert(name, PASSWORD, role)
     users.close()
-    hub = Hub(settings, test_site, ("gateway", "rules"), options=HubOptions(protocol=mqtt_protocol))
+    hub = Hub(
+        settings,
+        test_site,
+        ("gateway", "rules"),
+        options=HubOptions(protocol=mqtt_protocol, client_id_prefix=unique_client_prefix()),
+    )
     hub.start()
     assert hub.wait_ready()
     server = ServerThread(create_app(hub.api_context())).start()
