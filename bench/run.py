@@ -308,9 +308,12 @@ class Runner:
             self.progress(f"reports: {key}: {hist.events} events in {hist.seconds:.1f} s; timing")
             measured = reports.time_reports(site, hist, profile / key if profile else None)
             scale = reports.DAYS_PER_YEAR / measured["nights"]
+            cold = measured["cold"]
             out[key] = {
                 "freed_hours": round(measured["freed_hours"] * scale, 3),
                 "utilisation": round(measured["utilisation"] * scale, 3),
+                "cold": {k: round(v * scale, 3) for k, v in cold.items()},
+                "cache_s": round(measured["cache_s"] * scale, 3),
                 "nights": measured["nights"],
                 "events": measured["events"],
                 "alarms": measured["alarms"],
@@ -318,6 +321,8 @@ class Runner:
                 "measured": {
                     "freed_hours": measured["freed_hours"],
                     "utilisation": measured["utilisation"],
+                    "cold": cold,
+                    "cache_s": measured["cache_s"],
                 },
             }
             (folder / f"{key}.db").unlink(missing_ok=True)

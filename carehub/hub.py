@@ -346,11 +346,11 @@ class Hub:
         writer = AlarmChangeWriter(ts, log=self.alarms)
         self._stack.callback(writer.close)
         self._stack.callback(self.alarms.subscribe(writer))
-        from services.privacy.aggregates import AggregateStore
+        from services.privacy.aggregates import AggregateStore, site_digest
 
         events = open_store(self.settings)
         self._stack.callback(events.close)
-        aggregates = AggregateStore(self.settings.db, self.site.site)
+        aggregates = AggregateStore(self.settings.db, self.site.site, site_digest(self.index))
         self._stack.callback(aggregates.close)
         source = StoreReportSource(
             self.site.site, events, self.alarms.raised_between, aggregates.stored_nights
@@ -362,7 +362,7 @@ class Hub:
         """The web app's view of this hub (services.web.context.HubContext); its stores and
         broker watch close with the hub. Tests serve it themselves to stop and restart it."""
         from gateway.store import open_store
-        from services.privacy.aggregates import AggregateStore
+        from services.privacy.aggregates import AggregateStore, site_digest
         from services.privacy.monitoring import MonitoringStore
         from services.privacy.selftest import SelfTest, events_filter
         from services.privacy.service import PrivacyService
@@ -389,7 +389,7 @@ class Hub:
         )
         watch.start()
         self._stack.callback(watch.stop)
-        aggregates = AggregateStore(self.settings.db, site)
+        aggregates = AggregateStore(self.settings.db, site, site_digest(self.index))
         privacy = PrivacyService(
             self.index,
             MonitoringStore(self.settings.db, site),

@@ -90,7 +90,7 @@ def _open(site_path: Path | None) -> tuple[Any, Any, Any, Any]:
     from carehub.site import SiteIndex, load_site
     from gateway.store import open_store
     from services.alarms.service import AlarmService
-    from services.privacy.aggregates import stored_nights_in
+    from services.privacy.aggregates import site_digest, stored_nights_in
     from services.reports.service import StoreReportSource
 
     settings = get_settings()
@@ -102,8 +102,8 @@ def _open(site_path: Path | None) -> tuple[Any, Any, Any, Any]:
     except ConfigError as err:
         fail(str(err))
     alarms = AlarmService.open(settings.db)
-    # nights past CAREHUB_RETENTION_DAYS are read from what retention kept of them
-    kept = stored_nights_in(settings.db, index.site.site)
+    # nights past CAREHUB_RETENTION_DAYS, and closed nights the hub cached, are read as aggregates
+    kept = stored_nights_in(settings.db, index.site.site, site_digest(index))
     return (
         index,
         events,

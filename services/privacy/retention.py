@@ -1,10 +1,12 @@
 """Retention: raw events older than `CAREHUB_RETENTION_DAYS` go; what reports need stays.
 
 A periodic job of the gateway part (hourly by the injected clock, so an accelerated demo
-prunes at its own pace). Each run first keeps every night that is about to lose raw data as
-aggregates (`AggregateStore`: the freed-hours rows per resident and the utilisation figures),
-then deletes older events, dead letters and dedupe keys from the SQLite event store, and the
-rules engine's marks of suppressed triggers. Alarms stay: they are the care record.
+prunes at its own pace). Each run first caches every closed night that is not cached yet
+(`AggregateStore`: the freed-hours rows per resident and the utilisation figures, so reports
+over long periods need not read every message again), then keeps every night that is about
+to lose raw data as aggregates, then deletes older events, dead letters and dedupe keys from
+the SQLite event store, and the rules engine's marks of suppressed triggers. Alarms stay:
+they are the care record.
 
 With InfluxDB the bucket's own retention deletes raw points (set it to the same number of
 days); the job then only keeps the aggregates, a day ahead of the bucket.
@@ -24,8 +26,8 @@ from carehub.site import SiteIndex
 from gateway.store import open_store
 from gateway.store.sqlite import SqliteEventStore
 from services.alarms.store import AlarmStore
-from services.privacy.aggregates import AggregateStore
-from services.reports.service import StoreReportSource, night_aggregates
+from services.privacy.aggregates import CACHE, AggregateStore, site_digest
+from services.reports.service import StoreReportSource, night_aggregates, night_window
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ AHEAD_OF_BUCKET = timedelta(days=1)
 """Without a store we prune ourselves, keep nights this long before the bucket drops them."""
 FALLBACK_LOOKBACK_NIGHTS = 7
 """Nights before the cutoff looked at when the store cannot say where its data begins."""
+SETTLE = timedelta(hours=1)
+"""A night is cached this long after the last event time it reads: most late messages (a
+device's queue after a short outage) are in by then. Later ones make it stale, not wrong."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,8 @@ class RetentionRun:
     dead_letters: int = 0
     dedupe_keys: int = 0
     suppressed: int = 0
+    nights_cached: int = 0
+    """Closed nights cached (first time, or again after they went stale)."""
 
 
 class RetentionJob:
@@ -90,7 +97,7 @@ class RetentionJob:
         connections, so a run never holds up the ingest path's."""
         events = open_store(settings)
         alarms = AlarmStore(settings.db)
-        aggregates = AggregateStore(settings.db, index.site.site)
+        aggregates = AggregateStore(settings.db, index.site.site, site_digest(index))
         job = cls(index, events, alarms, aggregates, clock, timedelta(days=settings.retention_days))
         job._owned = [events, alarms, aggregates]
         return job
@@ -107,18 +114,27 @@ class RetentionJob:
         now = self.clock.now()
         cutoff = now - self.retention
         horizon = cutoff if self.prunes_raw else cutoff + AHEAD_OF_BUCKET
+        cached = self._cache_nights(now) if self.aggregates.caches else 0
         kept = self._keep_nights(now, horizon)
         if not self.prunes_raw:
-            run = RetentionRun(cutoff, kept)
+            run = RetentionRun(cutoff, kept, nights_cached=cached)
         else:
             gone = self.events.delete_before(self.site, cutoff)
             suppressed = self.alarms.prune_suppressed(cutoff)
             run = RetentionRun(
-                cutoff, kept, gone.events, gone.dead_letters, gone.dedupe_keys, suppressed
+                cutoff,
+                kept,
+                gone.events,
+                gone.dead_letters,
+                gone.dedupe_keys,
+                suppressed,
+                nights_cached=cached,
             )
-        if run.nights_kept or run.events or run.dead_letters:
+        if run.nights_kept or run.events or run.dead_letters or run.nights_cached:
             _LOGGER.info(
-                "retention: %s nights kept as aggregates; %s events and %s dead letters deleted",
+                "retention: %s nights cached, %s kept as aggregates; %s events and %s dead"
+                " letters deleted",
+                run.nights_cached,
                 run.nights_kept,
                 run.events,
                 run.dead_letters,
@@ -133,13 +149,40 @@ class RetentionJob:
         first = self._first_night(horizon)
         if first is None or last is None or last < first:
             return 0
-        missing = sorted(set(_nights(first, last)) - self.aggregates.kept_nights(first, last))
+        missing = set(_nights(first, last)) - self.aggregates.kept_nights(first, last)
+        # a night cached and still exact only changes hands; the others are computed now
+        missing -= self.aggregates.cached_nights(first, last)
         kept = 0
-        for a, b in _runs(missing, CHUNK_NIGHTS):
+        for a, b in _runs(sorted(missing), CHUNK_NIGHTS):
             nights = night_aggregates(self.index, self._source, a, b)
             self.aggregates.put(nights, now)
             kept += len(nights)
-        return kept
+        return kept + self.aggregates.retire(first, last)
+
+    def _cache_nights(self, now: datetime) -> int:
+        """Cache every closed night (its last event time plus SETTLE passed) that has raw
+        events and no usable aggregate yet; answers how many."""
+        first = self._first_night(now)
+        if first is None:
+            return 0
+        last = now.astimezone(self.index.tz).date()
+        while night_window(self.index, last)[1] + SETTLE > now:
+            last -= timedelta(days=1)
+        if last < first:
+            return 0
+        wanted = set(_nights(first, last))
+        missing = wanted - self.aggregates.kept_nights(first, last)
+        missing -= self.aggregates.cached_nights(first, last)
+        cached = 0
+        for a, b in _runs(sorted(missing), CHUNK_NIGHTS):
+            mark = self.aggregates.events_mark()
+            nights = night_aggregates(self.index, self._source, a, b)
+            windows = {n: night_window(self.index, n) for n in nights}
+            self.aggregates.put(nights, now, kind=CACHE, windows=windows, since=mark)
+            cached += len(nights)
+            if self._stopping.is_set():
+                break  # a long first run over a year of history yields to a stop
+        return cached
 
     def _pre_window(self) -> timedelta:
         longest = max(

@@ -189,12 +189,14 @@ def nights_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def _bindings_for(index: SiteIndex, resident_id: str, lo: datetime, hi: datetime) -> list[Binding]:
-    out = []
+def _bindings_by_resident(index: SiteIndex) -> dict[str, list[Binding]]:
+    """resident id → every binding that serves them (their own or their room's), once per
+    report rather than once per resident-night."""
+    out: dict[str, list[Binding]] = {}
     for spans in index.bindings.values():
         for b in spans:
-            if b.start < hi and b.end > lo and resident_id in index.residents_of(b):
-                out.append(b)
+            for resident_id in index.residents_of(b):
+                out.setdefault(resident_id, []).append(b)
     return out
 
 
@@ -222,6 +224,7 @@ def resident_nights(
         for r in residents:
             alarm_terms.setdefault((r, night), []).append((alarm, 1.0 / len(residents)))
     intervals_cache: dict[tuple[str, float], tuple[Seconds, Seconds]] = {}
+    serving = _bindings_by_resident(index)
     rows: list[ResidentNight] = []
     for resident in index.site.residents:
         resident_ward = index.room_ward.get(resident.room)
@@ -230,7 +233,7 @@ def resident_nights(
         p = index.benefit_for(resident.id)
         for night in nights:
             lo, hi = bounds[night]
-            bound = _bindings_for(index, resident.id, lo, hi)
+            bound = [b for b in serving.get(resident.id, ()) if b.start < hi and b.end > lo]
             if not bound:
                 continue  # no sensor, no claim
             lo_s, hi_s = lo.timestamp(), hi.timestamp()

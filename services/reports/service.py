@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
+import numpy as np
+
 from carehub.site import SiteIndex
 from services.reports.freed_hours import (
     AlarmRecord,
@@ -106,9 +108,62 @@ def stored_nights(source: ReportSource, first: date, last: date) -> Mapping[date
     return kept
 
 
+def night_window(index: SiteIndex, night: date) -> tuple[datetime, datetime]:
+    """Every event time one night's figures read: coverage's look back of three heartbeats,
+    a diaper's last reading before the night, a dose taken after the night ends."""
+    lo, hi = _window(index, night, night)
+    ev_lo, ev_hi = events_window(index, night, night)
+    return min(lo, ev_lo), max(hi, ev_hi)
+
+
+def _raw_runs(first: date, last: date, stored: Mapping[date, Any]) -> list[tuple[date, date]]:
+    """The runs of consecutive nights of [first, last] that are not stored: only those are
+    read from the raw events."""
+    runs: list[tuple[date, date]] = []
+    for night in nights_between(first, last):
+        if night in stored:
+            continue
+        if runs and runs[-1][1] == night - timedelta(days=1):
+            runs[-1] = (runs[-1][0], night)
+        else:
+            runs.append((night, night))
+    return runs
+
+
+def _raw_device_times(
+    index: SiteIndex, source: ReportSource, runs: list[tuple[date, date]]
+) -> dict[str, Seconds]:
+    parts = [source.device_times(*_window(index, a, b)) for a, b in runs]
+    if len(parts) == 1:
+        return parts[0]
+    merged: dict[str, list[Seconds]] = {}
+    for part in parts:
+        for device_id, times in part.items():
+            merged.setdefault(device_id, []).append(times)
+    # windows of runs a day apart can overlap by the look back: a message counts once
+    return {d: np.unique(np.concatenate(chunks)) for d, chunks in merged.items()}
+
+
+def _raw_events(
+    index: SiteIndex, source: ReportSource, runs: list[tuple[date, date]]
+) -> list[EventRecord]:
+    out: list[EventRecord] = []
+    seen: set[tuple[str, datetime, str]] = set()
+    for a, b in runs:
+        for ev in source.events(*events_window(index, a, b), REPORT_EVENT_TYPES):
+            key = (ev.device_id, ev.ts, ev.type)
+            if len(runs) > 1 and key in seen:
+                continue
+            seen.add(key)
+            out.append(ev)
+    return out
+
+
 def _input(
     index: SiteIndex, source: ReportSource, first: date, last: date
 ) -> tuple[FreedHoursInput, Mapping[date, StoredNight]]:
+    """What the method reads: raw message times only for the nights not stored as
+    aggregates (kept by retention, or cached once closed); alarms always."""
     lo, hi = _window(index, first, last)
     stored = stored_nights(source, first, last)
     coverage = {
@@ -116,7 +171,10 @@ def _input(
         for night, kept in stored.items()
         for resident_id, row in kept.residents.items()
     }
-    data = FreedHoursInput(source.device_times(lo, hi), source.alarms(lo, hi), coverage=coverage)
+    runs = _raw_runs(first, last, stored)
+    data = FreedHoursInput(
+        _raw_device_times(index, source, runs), source.alarms(lo, hi), coverage=coverage
+    )
     return data, stored
 
 
@@ -141,16 +199,16 @@ def sensitivity(
 def utilisation(index: SiteIndex, source: ReportSource, first: date, last: date) -> dict[str, Any]:
     """The utilisation report for a period, from the stores."""
     lo, hi = _window(index, first, last)
-    ev_lo, ev_hi = events_window(index, first, last)
     stored = stored_nights(source, first, last)
+    runs = _raw_runs(first, last, stored)
     return json_safe_report(
         utilisation_report(
             index,
             first,
             last,
             source.alarms(lo, hi),
-            source.events(ev_lo, ev_hi, REPORT_EVENT_TYPES),
-            source.device_times(lo, hi),
+            _raw_events(index, source, runs),
+            _raw_device_times(index, source, runs),
             {night: kept.use for night, kept in stored.items()},
         )
     )
