@@ -111,8 +111,9 @@ def publish_many(probe: MqttProbe, topic: str, seqs: range, pause_every: int = 0
 class NoAckGateway(GatewayService):
     """Commits but never acknowledges: every message comes back after a crash."""
 
-    def _ack(self, client: paho.Client, mid: int, qos: int) -> None:
-        return
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.subscriber.acknowledge = lambda *_a: None  # type: ignore[method-assign]
 
 
 @pytest.mark.mosquitto_only
@@ -278,8 +279,8 @@ def test_callback_errors_are_logged_not_raised(
     service = GatewayService(ingestor, GatewayConfig(MqttTarget("127.0.0.1", 1)))
     msg = paho.MQTTMessage(mid=1, topic=b"carehub/testhjem/devices/fall-a1/up")
     msg.payload = b"{}"
-    service._on_message(None, None, msg)  # type: ignore[arg-type]
-    service._commit_pending()  # the commit thread ingests; one broken message stops nothing
+    service.subscriber._on_message(None, None, msg)  # type: ignore[arg-type]
+    service.subscriber.commit_pending()  # one broken message stops nothing
     assert "could not be handled" in caplog.text
     assert service.metrics()["carehub_gateway_ingest_errors_total"] == 1
     ingestor.close()

@@ -1,0 +1,297 @@
+"""A persistent MQTT subscription whose messages are acknowledged only once committed.
+
+paho's network thread only queues what arrives. A commit thread hands the queue to the
+owner's `commit(batch)` every `commit_interval_s` (sooner when `commit_batch` messages wait)
+and then acknowledges (`manual_ack`) the messages of that batch. If `commit` raises, nothing
+is acknowledged and the batch goes back to the front of the queue for the next try. With the
+persistent session this sets up (MQTT 5 `clean_start` off + session expiry, 3.1.1
+`clean_session` off) the broker delivers again whatever we never acknowledged, after a crash or
+a restart, so nothing is lost; the owner's dedupe, or idempotent writes, absorb the repeats.
+
+The gateway (SQLite or InfluxDB) and the municipality's central ingest (InfluxDB) run on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from carehub.clock import Clock, SystemClock
+from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped
+from carehub.settings import MqttTarget
+
+_LOGGER = logging.getLogger(__name__)
+
+COMMIT_RETRY_S = 1.0
+"""Wait after a failed commit before trying again; the messages stay unacknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionConfig:
+    """Where to subscribe, under which session, and how commits are batched."""
+
+    target: MqttTarget
+    client_id: str
+    """Stable: the broker keeps the session (and what we did not acknowledge) by it."""
+    filters: tuple[str, ...]
+    """Topic filters, all subscribed with QoS 1."""
+    protocol: Protocol = "5"
+    session_expiry_s: int = 86_400
+    """How long the broker keeps the session (and queues for it) while we are away."""
+    commit_interval_s: float = 0.05
+    commit_batch: int = 500
+    ca_file: str | None = None
+
+    def client_options(self) -> ClientOptions:
+        """A persistent session with manual acknowledgement."""
+        return ClientOptions(
+            client_id=self.client_id,
+            protocol=self.protocol,
+            clean_start=False,
+            session_expiry_s=self.session_expiry_s,
+            manual_ack=True,
+            ca_file=self.ca_file,
+        )
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A message received and not yet acknowledged."""
+
+    generation: int
+    """The connection it came on: an acknowledgement is only valid on that connection."""
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_at: datetime
+    redelivered: bool
+    result: Any = None
+    """What the owner made of it; None until handled, so a retried commit handles it once."""
+    failed: bool = False
+    """The owner could not handle it (a bug, not the store): never acknowledged, so the
+    broker delivers it again on the next connection."""
+
+
+Commit = Callable[[list[Delivery]], None]
+"""Handle every delivery not yet handled and make the batch durable; raise if it is not."""
+
+
+class DurableSubscriber:
+    """Runs `commit` behind a persistent QoS 1 subscription, in background threads."""
+
+    def __init__(
+        self,
+        config: SubscriptionConfig,
+        commit: Commit,
+        *,
+        name: str,
+        clock: Clock | None = None,
+        tick: Callable[[], object] | None = None,
+    ) -> None:
+        """`name` labels threads and logs; `tick` runs on the commit thread after each round
+        (the gateway's silence check)."""
+        self.config = config
+        self.name = name
+        self.clock: Clock = clock or SystemClock()
+        self._commit = commit
+        self._tick = tick
+        self.connects = 0
+        self.disconnects = 0
+        self.commits = 0
+        """Batches committed and acknowledged."""
+        self._client: paho.Client | None = None
+        self._generation = 0
+        self._pending: list[Delivery] = []
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._aborted = False
+        self._failing = False
+        self._ready = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect (retrying in the background) and start committing."""
+        self._stopping.clear()
+        for name, target in (("connect", self._connect_loop), ("commit", self._commit_loop)):
+            thread = threading.Thread(target=target, name=f"{self.name}-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """Whether the first connection and its subscriptions are up within `timeout`."""
+        return self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        """Commit and acknowledge what is pending, then disconnect. A commit that fails now
+        leaves its messages unacknowledged: the broker keeps them for the next start."""
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        self._threads.clear()
+        try:
+            self.commit_pending()
+        except Exception as err:  # noqa: BLE001 - logged; the broker redelivers the batch
+            _LOGGER.warning(
+                "%s stopping with %s messages unacknowledged (%s); the broker keeps them",
+                self.name,
+                self.pending(),
+                err,
+            )
+        if self._client is not None:
+            close(self._client)
+            self._client = None
+
+    def abort(self) -> None:
+        """Die as a crash would: no commit, no acknowledgements, no DISCONNECT (for tests)."""
+        self._aborted = True
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        client = self._client
+        if client is not None:
+            client.on_message = None
+            client.loop_stop()
+            sock = client.socket()
+            if sock is not None:
+                sock.close()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        self._threads.clear()
+
+    @property
+    def client(self) -> paho.Client | None:
+        """The connected client (None before the first connection), for publishing."""
+        return self._client
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up (for heartbeats and /healthz)."""
+        client = self._client
+        return client is not None and client.is_connected()
+
+    def pending(self) -> int:
+        """Messages received and not yet acknowledged."""
+        with self._cond:
+            return len(self._pending)
+
+    # --- connection -----------------------------------------------------------------------
+
+    def _connect_loop(self) -> None:
+        client = connect_until_stopped(
+            self.config.target,
+            self.config.client_options(),
+            self._stopping,
+            self._on_connect,
+            self.name,
+        )
+        if client is not None:
+            self._client = client
+            client.on_disconnect = self._on_disconnect
+
+    def _on_connect(self, client: paho.Client) -> None:
+        """After every (re)connect: a new acknowledgement generation, and subscribe again."""
+        with self._cond:
+            self._generation += 1
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self.connects += 1
+        client.subscribe([(f, 1) for f in self.config.filters])
+
+    def _on_subscribe(self, *_args: Any) -> None:
+        self._ready.set()
+
+    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if not self._stopping.is_set():
+            self.disconnects += 1
+            _LOGGER.warning("%s lost the broker (%s); paho reconnects", self.name, reason)
+
+    # --- receive path ---------------------------------------------------------------------
+
+    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        """Queue for the commit thread; never raises into paho.
+
+        Nothing here touches a store: a locked or full disk, or an InfluxDB that is away, must
+        not stall paho's network thread (keepalives, other messages), only the commit thread.
+        """
+        try:
+            item = Delivery(
+                self._generation,
+                msg.mid,
+                msg.qos,
+                msg.topic,
+                bytes(msg.payload),
+                self.clock.now(),
+                bool(msg.dup),
+            )
+            with self._cond:
+                self._pending.append(item)
+                if len(self._pending) >= self.config.commit_batch:
+                    self._cond.notify_all()
+        except Exception:
+            _LOGGER.exception("message on %s could not be queued", msg.topic)
+
+    # --- commit path ----------------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._cond:
+                if len(self._pending) < self.config.commit_batch:
+                    self._cond.wait(self.config.commit_interval_s)
+            if self._aborted:
+                return
+            try:
+                self.commit_pending()
+                if self._tick is not None:
+                    self._tick()
+            except Exception:
+                # the first failure with its traceback; the heartbeat says it goes on
+                if not self._failing:
+                    _LOGGER.exception("%s commit failed; retrying, nothing acknowledged", self.name)
+                self._failing = True
+                self._stopping.wait(COMMIT_RETRY_S)
+                continue
+            if self._failing:
+                _LOGGER.info("%s commits again", self.name)
+            self._failing = False
+
+    def commit_pending(self) -> None:
+        """Commit what is queued, then acknowledge exactly what that commit covered."""
+        if self._aborted:
+            return
+        with self._cond:
+            batch, self._pending = self._pending, []
+            generation = self._generation
+        if not batch:
+            return
+        try:
+            self._commit(batch)
+        except Exception:
+            with self._cond:
+                self._pending[:0] = batch  # keep order; acknowledge nothing yet
+            raise
+        client = self._client
+        for item in batch:
+            if client is None or item.qos == 0 or item.failed:
+                continue
+            if item.generation != generation:
+                continue  # that connection is gone; the broker redelivers, dedupe drops it
+            self.acknowledge(client, item)
+        self.commits += 1
+
+    def acknowledge(self, client: paho.Client, item: Delivery) -> None:
+        """PUBACK one message whose batch is committed."""
+        try:
+            client.ack(item.mid, item.qos)
+        except Exception:
+            _LOGGER.warning("could not acknowledge message %s", item.mid, exc_info=True)
