@@ -140,11 +140,16 @@ def demo(
 
 @app.command()
 def run(
-    part: Annotated[str, typer.Argument(help="gateway, rules, api or all.")] = "all",
+    part: Annotated[
+        str,
+        typer.Argument(
+            help="gateway, rules, api or all (a care home); central (the municipality's ingest)."
+        ),
+    ] = "all",
     site: SiteOption = None,
 ) -> None:
     """Run the production services (one part per container, or all in one process)."""
-    from carehub.hub import Hub, parse_parts
+    from carehub.hub import CENTRAL, Hub, parse_parts
     from carehub.settings import get_settings
     from carehub.site import load_site
 
@@ -152,6 +157,12 @@ def run(
     stop = _Stop()
     try:
         parts = parse_parts(part)
+    except ConfigError as err:
+        fail(str(err))
+    if parts == (CENTRAL,):
+        _run_central(stop, site)
+        return
+    try:
         parsed = load_site(resolve_site_path(site))
         hub = Hub(get_settings(), parsed, parts)
         hub.start()
@@ -168,6 +179,28 @@ def run(
         stop.wait()
     finally:
         hub.stop()
+        log.info("stopped")
+
+
+def _run_central(stop: _Stop, site: Path | None) -> None:
+    """`carehub run central`: every site's bridged messages into the central InfluxDB."""
+    from carehub.settings import get_settings
+    from services.central import CentralService
+
+    if site is not None:
+        fail("carehub run central serves every care home: it takes no --site")
+    settings = get_settings()
+    try:
+        service = CentralService.from_settings(settings)
+        service.start()
+    except ConfigError as err:
+        fail(str(err))
+    log = logging.getLogger("carehub.run")
+    log.info("running central ingest from %s", service.config.target.url())
+    try:
+        stop.wait()
+    finally:
+        service.stop()
         log.info("stopped")
 
 
@@ -206,7 +239,7 @@ def broker_config(
 
 @app.command()
 def health(
-    part: Annotated[str, typer.Argument(help="gateway, rules or api.")],
+    part: Annotated[str, typer.Argument(help="gateway, rules, api or central.")],
 ) -> None:
     """Exit 0 when the part's heartbeat is fresh and healthy (for container health checks)."""
     from carehub import heartbeat

@@ -4,7 +4,8 @@
 reaches the board without a poll; `carehub run gateway|rules|api` runs one part per container,
 the parts meeting only in the broker and the SQLite file (`CAREHUB_DB`). Each part writes a
 heartbeat beside that file, which is how the web app knows, in either layout, that a part has
-stopped.
+stopped. (`carehub run central`, the municipality's ingest, is no part of a care home's hub:
+`services.central.CentralService`.)
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ from carehub.site import Site, SiteIndex
 _LOGGER = logging.getLogger(__name__)
 
 PARTS = ("gateway", "rules", "api")
+"""A care home's parts: `all` is these."""
+CENTRAL = "central"
+"""The municipality's central ingest (services/central.py, docs/multisite.md): it serves every
+site, so it runs alone and takes no site file, and `all` does not include it."""
+RUN_PARTS = (*PARTS, CENTRAL)
+"""Every part `carehub run` and `carehub health` know."""
 SERVER_START_TIMEOUT_S = 15.0
 
 
@@ -51,13 +58,19 @@ class HubOptions:
 
 
 def parse_parts(part: str) -> tuple[str, ...]:
-    """`all` or one of PARTS (or a comma list) → the parts to run, in start order."""
+    """`all`, one of PARTS (or a comma list) or `central` → the parts to run, in start order."""
     wanted = PARTS if part == "all" else tuple(p.strip() for p in part.split(",") if p.strip())
-    unknown = [p for p in wanted if p not in PARTS]
+    unknown = [p for p in wanted if p not in RUN_PARTS]
     if unknown or not wanted:
-        msg = f"unknown part {', '.join(unknown) or part!r}: choose gateway, rules, api or all"
+        msg = (
+            f"unknown part {', '.join(unknown) or part!r}: choose gateway, rules, api or all "
+            "(a care home), or central (the municipality's ingest)"
+        )
         raise ConfigError(msg)
-    return tuple(p for p in PARTS if p in wanted)
+    if CENTRAL in wanted and len(set(wanted)) > 1:
+        msg = "central runs alone: it serves every care home, the other parts one"
+        raise ConfigError(msg)
+    return tuple(p for p in RUN_PARTS if p in wanted)
 
 
 def _device_state_json(state: Any) -> dict[str, Any]:

@@ -655,6 +655,9 @@ class CentralIngest:
             return True  # a cleared retained alarm: its resolution was its last change
         try:
             body = json.loads(payload)
+            if not isinstance(body, dict):
+                msg = f"a JSON {type(body).__name__}, not an object"
+                raise TypeError(msg)
             if match["events"]:
                 self._event(site, payload)
             elif match["alarms"]:

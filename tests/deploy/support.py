@@ -1,9 +1,18 @@
-"""Fakes shared by the deploy tests: influxdb-client's write API, writers that use it."""
+"""Shared by the deploy tests: fakes of influxdb-client's write API and writers that use it,
+and Mosquitto processes run from the deployment's own config files."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from carehub.broker import find_mosquitto, reachable
 from gateway.store import influx_schema as s
 from services.timeseries import CentralIngest, TimeseriesWriter
 from tests.deploy.lineprotocol import Line, lines_of
@@ -53,3 +62,40 @@ def central(fake: FakeWrites) -> CentralIngest:
     store = InfluxEventStore("http://127.0.0.1:9", "t", "o", "b", retry_delays_s=(), timeout_ms=300)
     store._write = fake  # type: ignore[assignment]
     return CentralIngest(store, offline_writer(fake))
+
+
+@dataclass
+class Broker:
+    """A Mosquitto process of this test."""
+
+    port: int
+    conf: Path
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(default_factory=Path)
+
+    def start(self) -> None:
+        self.log = self.conf.with_suffix(".log")
+        with self.log.open("ab") as log:
+            binary = find_mosquitto()
+            assert binary is not None
+            self.proc = subprocess.Popen(
+                [binary, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 10
+        while not reachable("127.0.0.1", self.port, 0.2):
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "mosquitto did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+        self.proc = None
+
+
+def runnable(conf: str, port: int, listener_port: int) -> str:
+    """Bind to loopback, and stay this user (Mosquitto drops root to `mosquitto`)."""
+    me = pwd.getpwuid(os.getuid()).pw_name
+    conf = conf.replace(f"listener {listener_port}\n", f"listener {port} 127.0.0.1\n")
+    return f"user {me}\n" + conf

@@ -4,13 +4,9 @@ edge broker configured as docker-compose.yml runs it, bridged to a central broke
 from __future__ import annotations
 
 import json
-import os
-import pwd
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +16,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from carehub.broker import find_mosquitto, free_port, reachable
+from carehub.broker import find_mosquitto, free_port
 from carehub.brokerconfig import config_text, mosquitto_hash, write_broker_config
 from carehub.site import Site, SiteIndex
 from deploy.mosquitto import bridge
 from tests.conftest import NO_MOSQUITTO
+from tests.deploy.support import Broker, runnable
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
@@ -102,43 +99,6 @@ def test_bridge_cli_takes_the_password_from_the_environment_only(
 
 
 @dataclass
-class Broker:
-    """A Mosquitto process of this test."""
-
-    port: int
-    conf: Path
-    proc: subprocess.Popen[bytes] | None = None
-    log: Path = field(default_factory=Path)
-
-    def start(self) -> None:
-        self.log = self.conf.with_suffix(".log")
-        with self.log.open("ab") as log:
-            binary = find_mosquitto()
-            assert binary is not None
-            self.proc = subprocess.Popen(
-                [binary, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 10
-        while not reachable("127.0.0.1", self.port, 0.2):
-            assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "mosquitto did not start"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(10)
-        self.proc = None
-
-
-def _runnable(conf: str, port: int, listener_port: int) -> str:
-    """Bind to loopback, and stay this user (Mosquitto drops root to `mosquitto`)."""
-    me = pwd.getpwuid(os.getuid()).pw_name
-    conf = conf.replace(f"listener {listener_port}\n", f"listener {port} 127.0.0.1\n")
-    return f"user {me}\n" + conf
-
-
-@dataclass
 class Sites:
     """An edge broker (the compose config) bridged to a central one, and their logins."""
 
@@ -164,7 +124,7 @@ def bridged(tmp_path: Path, test_site: Site) -> Iterator[Sites]:
         fh.write("\nuser observer\ntopic read #\n")
     central_port = free_port()
     conf = (central_dir / "mosquitto.conf").read_text()
-    (central_dir / "mosquitto.conf").write_text(_runnable(conf, central_port, 1883))
+    (central_dir / "mosquitto.conf").write_text(runnable(conf, central_port, 1883))
 
     # the edge: the container's config file, its paths moved to this test's folders
     gen = tmp_path / "edge" / "generated"
@@ -182,7 +142,7 @@ def bridged(tmp_path: Path, test_site: Site) -> Iterator[Sites]:
     edge_conf = tmp_path / "edge" / "mosquitto.conf"
     text = DEPLOY_CONF.read_text().replace(CONTAINER, str(gen.resolve()))
     text = text.replace("/mosquitto/config/conf.d", str(conf_d))
-    edge_conf.write_text(_runnable(text, edge_port, 1883))
+    edge_conf.write_text(runnable(text, edge_port, 1883))
 
     sites = Sites(
         Broker(edge_port, edge_conf),

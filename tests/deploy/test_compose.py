@@ -206,11 +206,40 @@ def test_the_central_stack_serves_the_same_dashboards_and_datasource() -> None:
     assert mounts(central["grafana"], here) == mounts(services()["grafana"], ROOT)
     assert central["grafana"]["environment"] == services()["grafana"]["environment"]
     assert central["influxdb"] == services()["influxdb"]
-    assert set(central) == {"mosquitto", "influxdb", "grafana"}
+    assert set(central) == {"mosquitto", "influxdb", "grafana", "ingest"}
     broker = central["mosquitto"]
     config = broker["command"][broker["command"].index("-c") + 1]
     assert config == "/mosquitto/generated/mosquitto.conf"  # bridge.py central writes it
     assert broker["ports"] == ["${MQTTS_PORT:-8883}:8883"]  # TLS only from outside
+
+
+def test_the_central_ingest_runs_the_hub_image_as_carehub_central() -> None:
+    """`carehub run central` from the same image and with the same InfluxDB settings as a care
+    home's hub, logged in as bridge.py's reader, no site file, and a health check of its own."""
+    from carehub.hub import CENTRAL, RUN_PARTS
+    from deploy.mosquitto.bridge import CENTRAL_READER
+
+    ingest = compose(COMPOSE_FILES[1])["services"]["ingest"]
+    hub = services()["gateway"]
+    assert ingest["image"] == hub["image"]
+    assert (COMPOSE_FILES[1].parent / ingest["build"]).resolve() == ROOT
+    assert ingest["command"] == ["run", CENTRAL]
+    assert CENTRAL in RUN_PARTS
+    assert ingest["restart"] == "unless-stopped"
+    assert ingest["healthcheck"]["test"] == ["CMD", "carehub", "health", CENTRAL]
+    assert ingest["depends_on"]["influxdb"] == {"condition": "service_healthy"}
+    env = ingest["environment"]
+    known = {f"CAREHUB_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= known, set(env) - known
+    assert "CAREHUB_SITE_FILE" not in env  # it serves every site
+    for key in ("URL", "ORG", "BUCKET", "TOKEN"):
+        assert env[f"CAREHUB_INFLUX_{key}"] == hub["environment"][f"CAREHUB_INFLUX_{key}"], key
+    user = re.match(r"mqtt://([^:]+):\$\{([A-Z_]+):\?", env["CAREHUB_MQTT_URL"])
+    assert user is not None
+    assert user.group(1) == CENTRAL_READER
+    assert env["CAREHUB_MQTT_URL"].endswith("@mosquitto:1883")  # inside; 8883 is for the homes
+    assert env["CAREHUB_DB"].startswith("/var/lib/carehub/")  # the heartbeat lives beside it
+    assert "central-state:/var/lib/carehub" in ingest["volumes"]
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,6 @@ from carehub.errors import ConfigError
 from carehub.settings import Settings
 from carehub.site import Site, SiteIndex
 from gateway.store import influx_schema as s
-from services.alarms.service import AlarmService
-from services.alarms.store import AlarmStore
 from services.reports.freed_hours import AlarmRecord, FreedHoursInput, freed_hours_report
 from services.reports.service import json_safe_report
 from services.rules.engine import RulesEngine
@@ -38,7 +35,7 @@ from services.timeseries import (
 )
 from tests.deploy.lineprotocol import lines_of, parse_line
 from tests.deploy.support import FakeWrites, assert_in_schema, central, offline_writer
-from tests.services.conftest import NIGHT, QUIET, make_event_factory
+from tests.services.conftest import NIGHT
 
 LABEL = date(2026, 11, 22)
 """The night starting 22:00 CET on 22 Nov = 21:00 UTC."""
@@ -51,18 +48,6 @@ def personal_names(site: Site) -> list[str]:
 
 
 # --- alarm changes -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def alarm_world(tmp_path: Path, test_index: SiteIndex) -> Iterator[tuple[RulesEngine, Any]]:
-    """A rules engine and an AlarmService over one SQLite file, with a fake clock at night."""
-    store = AlarmStore(tmp_path / "carehub.db")
-    clock = FakeClock(NIGHT)
-    engine = RulesEngine(test_index, store, clock, QUIET)
-    service = AlarmService(store, clock, poll_s=0.02)
-    yield engine, (service, clock, make_event_factory(test_index))
-    service.close()
-    store.close()
 
 
 def _fall_acked_resolved(engine: RulesEngine, world: Any) -> str:
