@@ -307,9 +307,19 @@ def bootstrap_ci(per_night: Seconds, resamples: int = BOOTSTRAP_RESAMPLES) -> tu
     return float(lo), float(hi)
 
 
+def _by_night(rows: list[ResidentNight]) -> dict[date, list[ResidentNight]]:
+    """Rows grouped by night, each group in row order (so sums equal a filtered scan's):
+    one pass, where filtering per night is nights × rows (a year of 500 residents: 67 M)."""
+    out: dict[date, list[ResidentNight]] = {}
+    for r in rows:
+        out.setdefault(r.night, []).append(r)
+    return out
+
+
 def _summary(rows: list[ResidentNight], nights: list[date], hours_per_fte: float) -> dict[str, Any]:
+    grouped = _by_night(rows)
     per_night = np.array(
-        [sum(r.freed_min for r in rows if r.night == n) / 60 for n in nights], dtype=np.float64
+        [sum(r.freed_min for r in grouped.get(n, ())) / 60 for n in nights], dtype=np.float64
     )
     mean = float(per_night.mean()) if per_night.size else 0.0
     lo, hi = bootstrap_ci(per_night)
@@ -355,14 +365,19 @@ def freed_hours_report(
         "ward": ward,
         **_summary(rows, nights, site_p["hours_per_fte"]),
     }
+    ward_rows: dict[str | None, list[ResidentNight]] = {}
+    resident_rows: dict[str, list[ResidentNight]] = {}
+    for r in rows:
+        ward_rows.setdefault(r.ward, []).append(r)
+        resident_rows.setdefault(r.resident_id, []).append(r)
     report["by_ward"] = {
-        w.id: _summary([r for r in rows if r.ward == w.id], nights, site_p["hours_per_fte"])
+        w.id: _summary(ward_rows.get(w.id, []), nights, site_p["hours_per_fte"])
         for w in index.site.wards
         if ward is None or w.id == ward
     }
     by_resident: dict[str, Any] = {}
-    for resident_id in sorted({r.resident_id for r in rows}):
-        mine = [r for r in rows if r.resident_id == resident_id]
+    for resident_id in sorted(resident_rows):
+        mine = resident_rows[resident_id]
         by_resident[resident_id] = {
             "ward": mine[0].ward,
             "nights": len(mine),
@@ -373,14 +388,15 @@ def freed_hours_report(
             "room_entries_avoided": sum(r.entries_avoided for r in mine),
         }
     report["by_resident"] = by_resident
+    night_rows = _by_night(rows)
     report["by_night"] = [
         {
             "night": n.isoformat(),
             "hours": (index.night_bounds(n)[1] - index.night_bounds(n)[0]).total_seconds() / 3600,
-            "freed_hours_total": sum(r.freed_min for r in rows if r.night == n) / 60,
-            "resident_nights": sum(1 for r in rows if r.night == n),
-            "coverage_mean": float(np.mean([r.coverage for r in rows if r.night == n]))
-            if any(r.night == n for r in rows)
+            "freed_hours_total": sum(r.freed_min for r in night_rows.get(n, ())) / 60,
+            "resident_nights": len(night_rows.get(n, ())),
+            "coverage_mean": float(np.mean([r.coverage for r in night_rows[n]]))
+            if night_rows.get(n)
             else 0.0,
         }
         for n in nights

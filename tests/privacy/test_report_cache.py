@@ -181,7 +181,8 @@ def test_retention_takes_over_cached_nights_without_recomputing(cached: History)
     conn.close()
     cached.clock.set(datetime(2026, 8, 12, 12, 0, tzinfo=UTC) + RETENTION)
     run = _run(cached)
-    assert run.nights_kept == 3 and run.events > 0
+    assert run.nights_kept == 3
+    assert run.events > 0
     assert cached.aggregates.kept_nights(N1, N3) == {N1, N2}
     conn = sqlite3.connect(cached.db)
     after = dict(conn.execute("SELECT night, computed_us FROM report_nights").fetchall())
