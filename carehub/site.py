@@ -651,13 +651,14 @@ class SiteIndex:
 
     def night_of(self, when: datetime) -> date | None:
         """The label of the night `when` falls in, or None outside the night window."""
-        if not self.is_night(when):
-            return None
-        local = when.astimezone(self.tz)
+        local = when.astimezone(self.tz)  # once: reports ask this for every alarm of a year
+        clock = local.time()
         start, end = self.site.night.start, self.site.night.end
-        if end <= start and local.time() < end:
+        if start < end:
+            return local.date() if start <= clock < end else None
+        if clock < end:
             return local.date() - timedelta(days=1)
-        return local.date()
+        return local.date() if clock >= start else None
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

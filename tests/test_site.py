@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from carehub.site import SiteFileError, SiteIndex, load_site, parse_site
 
@@ -152,6 +154,22 @@ def test_nights_follow_the_local_clock_across_dst(label: date, hours: int) -> No
     assert index.night_of(start) == label
     assert index.night_of(end - timedelta(seconds=1)) == label
     assert index.night_of(end) is None
+
+
+@pytest.mark.parametrize(("start", "end"), [("22:00", "07:00"), ("00:30", "06:00")])
+@given(when=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 12, 31)))
+def test_night_of_agrees_with_is_night_and_night_bounds(
+    start: str, end: str, when: datetime
+) -> None:
+    """Over any instant (DST nights included), for a window across midnight and one after."""
+    index = SiteIndex(parse_site(MINIMAL + f"night: {{start: '{start}', end: '{end}'}}\n"))
+    assert (index.site.night.start < index.site.night.end) == (start == "00:30")
+    at = when.replace(tzinfo=UTC)
+    label = index.night_of(at)
+    assert (label is not None) == index.is_night(at)
+    if label is not None:
+        lo, hi = index.night_bounds(label)
+        assert lo <= at < hi
 
 
 def test_room_bound_device_counts_for_every_resident_of_the_room() -> None:

@@ -61,7 +61,7 @@ class AlarmRecord:
             value = data.get(key)
             if value is None or isinstance(value, datetime):
                 return value
-            return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            return datetime.fromisoformat(str(value))  # Python 3.11+ reads the Z itself
 
         raised = ts("raised_at")
         if raised is None:
