@@ -76,9 +76,12 @@ def replicate(
     db: Path,
     blocks: int,
     copies: int = 0,
+    alarm_blocks: int | None = None,
 ) -> History:
     """`blocks` periods of the seed, going back in time, for the target site: the seed's
-    own ids when `copies` is 0, else each of `copies` demo copies present in the target."""
+    own ids when `copies` is 0, else each of `copies` demo copies present in the target.
+    `alarm_blocks` (default `blocks`) periods of its alarms: more than the events' when the
+    nights beyond the events come from `replicate_cache`."""
     began = time.perf_counter()
     SqliteEventStore(db).close()  # the schemas, as the hub creates them
     suffixes = [copy_suffix(c) for c in range(copies)] if copies else [""]
@@ -121,7 +124,7 @@ def replicate(
         events = int(conn.execute("SELECT count(*) FROM main.events").fetchone()[0])
     finally:
         conn.close()
-    n_alarms = _copy_alarms(seed_db, seed_days, db, blocks, suffixes, wanted)
+    n_alarms = _copy_alarms(seed_db, seed_days, db, alarm_blocks or blocks, suffixes, wanted)
     end = SEED_END
     start = end - timedelta(days=seed_days * blocks)
     return History(db, start, end, events, n_alarms, time.perf_counter() - began)
@@ -153,6 +156,50 @@ def _copy_alarms(
     finally:
         alarms.close()
     return n_alarms
+
+
+def replicate_cache(db: Path, site: str, first: date, last: date, times: int) -> int:
+    """Copy the cached nights [first, last] (`services.privacy.aggregates`) `times - 1` times
+    to the periods before, shifted by the period's length, windows and all: a year of cached
+    nights of a large home without computing each (the cache of one night costs what its
+    cold report costs, measured as `cache_s`). Answers the cached nights there are now."""
+    span = (last - first).days + 1
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        for k in range(1, times):
+            shift_us = k * span * 86_400 * 1_000_000
+            args = (
+                f"-{k * span} days",
+                shift_us,
+                shift_us,
+                site,
+                first.isoformat(),
+                last.isoformat(),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO report_nights (site, night, computed_us, figures, kind,"
+                " lo_us, hi_us, stale, site_digest)"
+                " SELECT site, date(night, ?), computed_us, figures, kind, lo_us - ?, hi_us - ?,"
+                " stale, site_digest FROM report_nights"
+                " WHERE site = ? AND night BETWEEN ? AND ? AND kind = 'cache' AND stale = 0",
+                args,
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO report_resident_nights SELECT site, date(night, ?),"
+                " resident_id, ward, hours, coverage, baseline_min, retained_min, alarm_min,"
+                " alarm_visits, entries_scheduled, freed_min FROM report_resident_nights"
+                " WHERE site = ? AND night BETWEEN ? AND ?",
+                (f"-{k * span} days", site, first.isoformat(), last.isoformat()),
+            )
+        conn.execute("COMMIT")
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM report_nights WHERE site = ? AND kind = 'cache'", (site,)
+            ).fetchone()[0]
+        )
+    finally:
+        conn.close()
 
 
 def nights(site: SiteFile, history: History) -> tuple[date, date]:

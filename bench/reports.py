@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.history import History, nights
+from bench.history import History, nights, replicate_cache
 from bench.sites import SiteFile
 from carehub.clock import FakeClock
 from carehub.site import SiteIndex
@@ -24,13 +24,16 @@ DAYS_PER_YEAR = 365
 
 
 def time_reports(
-    site: SiteFile, history: History, profile_to: Path | None = None
+    site: SiteFile, history: History, profile_to: Path | None = None, extend: int = 1
 ) -> dict[str, Any]:
     """Seconds for the freed-hours and the utilisation report over every night of the
     history, as the web app computes them (`services.reports.service`, store → numpy):
     `cold` from the raw events alone, `cache_s` for the retention job to cache every closed
     night (once; then one night a day), and then the reports again over the cached nights —
-    what a manager's page load costs. `per_year` scaling is the caller's."""
+    what a manager's page load costs. With `extend` > 1 the cached nights are copied that
+    many times back (`history.replicate_cache`; the history's alarms must reach that far)
+    and the cached reports cover the last 365 of those nights; `warm_nights` says how many
+    nights they covered. Scaling to a year is the caller's."""
     index = SiteIndex(site.site)
     first, last = nights(site, history)
     count = (last - first).days + 1
@@ -53,7 +56,13 @@ def time_reports(
         warm = StoreReportSource(
             site.site.site, events, alarms.raised_between, aggregates.stored_nights
         )
-        out.update(_time_both(index, warm, first, last, profile_to))
+        warm_first = first
+        if extend > 1:
+            replicate_cache(history.db, site.site.site, first, last, extend)
+            span = min(DAYS_PER_YEAR, extend * count)
+            warm_first = last - timedelta(days=span - 1)
+        out["warm_nights"] = (last - warm_first).days + 1
+        out.update(_time_both(index, warm, warm_first, last, profile_to))
     finally:
         aggregates.close()
         events.close()

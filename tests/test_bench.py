@@ -64,6 +64,9 @@ def test_quick_bench_emits_every_figure(tmp_path: Path) -> None:
     for site in ("demo", "residents_500"):
         for report in ("freed_hours", "utilisation"):
             assert figures["report_s"][site][report] > 0, (site, report)
+            assert figures["report_s"][site]["cold"][report] > 0, (site, report)
+        assert figures["report_s"][site]["cache_s"] > 0, site
+        assert figures["report_s"][site]["warm_nights"] >= figures["report_s"][site]["nights"]
     assert figures["broker_limit_msgs_per_s"] > 0
     assert 0 <= figures["ingest_ratio"] <= 2
     assert figures["fall_samples"]["falls"] > 0
