@@ -26,7 +26,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,17 +73,22 @@ _NIGHT_COLUMNS = (
 """Columns of `report_nights` added with the cache (ALTER TABLE on files made before it).
 `lo_us`/`hi_us` are the event times the night's figures read; `stale` is set by the trigger."""
 
-_STALE_TRIGGER = """
-CREATE INDEX IF NOT EXISTS report_nights_window ON report_nights (site, hi_us);
-CREATE TRIGGER IF NOT EXISTS report_nights_stale AFTER INSERT ON events
+MAX_WINDOW = timedelta(days=2)
+"""Longest event window a cached night may have (a night is at most ~15 h, plus three
+heartbeats before it and the dose window after it); longer ones are not cached. It bounds
+what the trigger visits: the nights whose window ends within MAX_WINDOW after the event."""
+
+_MAX_WINDOW_US = int(MAX_WINDOW.total_seconds()) * 1_000_000
+_STALE_TRIGGER_SQL = f"""CREATE TRIGGER report_nights_stale AFTER INSERT ON events
 BEGIN
     UPDATE report_nights SET stale = 1
     WHERE site = NEW.site AND kind = 'cache' AND stale = 0
-      AND hi_us > NEW.ts_us AND lo_us <= NEW.ts_us;
-END;
-"""
-"""Live events are newer than every cached night, so the index finds nothing to visit for
-them; only a late event (older than a cached night's end) costs an update."""
+      AND hi_us > NEW.ts_us AND hi_us <= NEW.ts_us + {_MAX_WINDOW_US}
+      AND lo_us <= NEW.ts_us;
+END"""
+"""A live event is newer than every cached night's end, so the index on `hi_us` finds nothing
+to visit; a late one visits the few nights whose window ends within MAX_WINDOW after it, so
+importing years of old history costs a handful of index steps per row."""
 
 CACHE = "cache"
 RETENTION = "retention"
@@ -140,7 +145,17 @@ class AggregateStore:
         ).fetchone()
         if has_events is None:
             return False
-        self._conn.executescript(_STALE_TRIGGER)
+        self._conn.execute(
+            "CREATE INDEX IF NOT EXISTS report_nights_window ON report_nights (site, hi_us)"
+        )
+        row = self._conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'report_nights_stale'"
+        ).fetchone()
+        if row is None or row[0] != _STALE_TRIGGER_SQL:  # missing, or an older definition
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("DROP TRIGGER IF EXISTS report_nights_stale")
+            self._conn.execute(_STALE_TRIGGER_SQL)
+            self._conn.execute("COMMIT")
         return True
 
     def events_mark(self) -> int:
@@ -176,6 +191,12 @@ class AggregateStore:
             msg = "cached nights need a site digest, a SQLite event table to watch and `since`"
             raise RuntimeError(msg)
         windows = windows or {}
+        too_long = [
+            n for n in nights if n in windows and windows[n][1] - windows[n][0] > MAX_WINDOW
+        ]
+        if too_long:
+            msg = f"event windows longer than {MAX_WINDOW} cannot be cached: {too_long}"
+            raise ValueError(msg)
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:

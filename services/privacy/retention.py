@@ -26,7 +26,7 @@ from carehub.site import SiteIndex
 from gateway.store import open_store
 from gateway.store.sqlite import SqliteEventStore
 from services.alarms.store import AlarmStore
-from services.privacy.aggregates import CACHE, AggregateStore, site_digest
+from services.privacy.aggregates import CACHE, MAX_WINDOW, AggregateStore, site_digest
 from services.reports.service import StoreReportSource, night_aggregates, night_window
 
 _LOGGER = logging.getLogger(__name__)
@@ -178,8 +178,9 @@ class RetentionJob:
             mark = self.aggregates.events_mark()
             nights = night_aggregates(self.index, self._source, a, b)
             windows = {n: night_window(self.index, n) for n in nights}
-            self.aggregates.put(nights, now, kind=CACHE, windows=windows, since=mark)
-            cached += len(nights)
+            fits = {n: kept for n, kept in nights.items() if _span(windows[n]) <= MAX_WINDOW}
+            self.aggregates.put(fits, now, kind=CACHE, windows=windows, since=mark)
+            cached += len(fits)
             if self._stopping.is_set():
                 break  # a long first run over a year of history yields to a stop
         return cached
@@ -257,3 +258,7 @@ def _runs(nights: list[date], longest: int) -> list[tuple[date, date]]:
                 continue
         spans.append((night, night))
     return spans
+
+
+def _span(window: tuple[datetime, datetime]) -> timedelta:
+    return window[1] - window[0]

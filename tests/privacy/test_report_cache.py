@@ -221,3 +221,55 @@ def test_a_file_from_before_the_cache_gets_its_columns(tmp_path: Path) -> None:
         assert not store.caches  # no event table in this file: nothing to watch
     finally:
         store.close()
+
+
+def test_only_the_night_of_a_late_event_goes_stale(cached: History) -> None:
+    _run(cached)
+    _late_heartbeat(cached, local(N1, 23, 0))
+    assert cached.aggregates.cached_nights(N1, N3) == {N2, N3}
+
+
+def test_the_trigger_visits_only_nights_ending_soon_after_the_event(cached: History) -> None:
+    """Bounded on both sides of the index on `hi_us`: importing years of old history into a
+    hub with a year of cached nights must not visit every cached night for each row."""
+    conn = sqlite3.connect(cached.db)
+    try:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN UPDATE report_nights SET stale = 1"
+            " WHERE site = ? AND kind = 'cache' AND stale = 0"
+            " AND hi_us > ? AND hi_us <= ? + 172800000000 AND lo_us <= ?",
+            (SITE, 0, 0, 0),
+        ).fetchall()
+    finally:
+        conn.close()
+    detail = " ".join(str(row[-1]) for row in plan)
+    assert "report_nights_window (site=? AND hi_us>? AND hi_us<?)" in detail, detail
+
+
+def test_an_older_trigger_definition_is_replaced(cached: History) -> None:
+    conn = sqlite3.connect(cached.db)
+    conn.execute("DROP TRIGGER report_nights_stale")
+    conn.execute(
+        "CREATE TRIGGER report_nights_stale AFTER INSERT ON events BEGIN"
+        " UPDATE report_nights SET stale = 1 WHERE 0; END"
+    )
+    conn.commit()
+    conn.close()
+    again = AggregateStore(cached.db, SITE, site_digest(cached.index))
+    again.close()
+    _run(cached)
+    _late_heartbeat(cached, local(N2, 23, 30))
+    assert cached.aggregates.cached_nights(N1, N3) == {N1, N3}
+
+
+def test_a_night_with_a_window_longer_than_the_trigger_bound_is_not_cached(
+    cached: History,
+) -> None:
+    source = StoreReportSource(SITE, cached.reader, cached.alarms.raised_between)
+    nights = night_aggregates(cached.index, source, N2, N2)
+    lo = local(N2, 21, 0)
+    with pytest.raises(ValueError, match="cannot be cached"):
+        cached.aggregates.put(
+            nights, AFTER_N3, kind=CACHE, windows={N2: (lo, lo + timedelta(days=3))}, since=0
+        )
+    assert cached.aggregates.cached_nights(N2, N2) == set()
