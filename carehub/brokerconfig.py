@@ -106,6 +106,9 @@ def config_text(out: Path, port: int = 1883, tls_port: int | None = None) -> str
         "autosave_interval 30",
         "set_tcp_nodelay true",
         "max_queued_messages 100000",
+        # The gateway acknowledges after each commit (manual ack): with Mosquitto's default of
+        # 20 unacknowledged messages per client it could take only 20 per commit (~400 msg/s).
+        "max_inflight_messages 1000",
         "",
         f"listener {port}",
         "use_username_as_clientid true",

@@ -190,3 +190,37 @@ def test_only_the_api_sends_self_tests_and_the_gateway_reads_them(
     for c in (gateway, api, device):
         c.disconnect()
         c.loop_stop()
+
+
+@pytest.mark.mosquitto_only
+def test_the_gateway_may_hold_many_messages_before_it_acknowledges(
+    locked_broker: tuple[int, dict[str, str]],
+) -> None:
+    """The gateway acknowledges a batch only after its commit: the broker must keep sending
+    meanwhile (Mosquitto's default, 20 in flight per client, would throttle ingest to 20
+    messages per commit)."""
+    port, creds = locked_broker
+    gateway = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id="carehub-gateway",
+        protocol=paho.MQTTv5,
+        manual_ack=True,
+    )
+    gateway.username_pw_set("carehub-gateway", creds["carehub-gateway"])
+    got: list[int] = []
+    gateway.on_message = lambda _c, _u, m: got.append(m.mid)  # never acknowledged
+    gateway.connect("127.0.0.1", port)
+    gateway.loop_start()
+    gateway.subscribe("carehub/testhjem/devices/+/up", qos=1)
+    time.sleep(0.3)
+    device, outcome = _connect(port, "fall-a1", "fall-a1", creds["fall-a1"])
+    assert outcome == "ok"
+    for i in range(200):
+        device.publish("carehub/testhjem/devices/fall-a1/up", f'{{"seq": {i}}}', qos=1)
+    deadline = time.monotonic() + 5
+    while len(got) < 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(got) == 200
+    for c in (gateway, device):
+        c.disconnect()
+        c.loop_stop()

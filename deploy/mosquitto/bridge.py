@@ -142,6 +142,8 @@ def central_config_text(config_dir: str, port: int = 1883, tls_port: int | None 
         "autosave_interval 30",
         "set_tcp_nodelay true",
         "max_queued_messages 100000",
+        # the central ingest acknowledges after each InfluxDB write (as the gateway, per commit)
+        "max_inflight_messages 1000",
         "",
         f"listener {port}",
         "use_username_as_clientid true",
