@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +78,8 @@ class Delivery:
     failed: bool = False
     """The owner could not handle it (a bug, not the store): never acknowledged, so the
     broker delivers it again on the next connection."""
+    arrived: float = field(default_factory=time.monotonic)
+    """Monotonic time of arrival: how long it has waited for its commit."""
 
 
 Commit = Callable[[list[Delivery]], None]
@@ -109,6 +112,8 @@ class DurableSubscriber:
         self._client: paho.Client | None = None
         self._generation = 0
         self._pending: list[Delivery] = []
+        self._in_commit: list[Delivery] = []
+        """The batch the commit thread is working on (a store that hangs holds it there)."""
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._aborted = False
@@ -184,6 +189,22 @@ class DurableSubscriber:
         """Messages received and not yet acknowledged."""
         with self._cond:
             return len(self._pending)
+
+    def queued(self) -> list[Delivery]:
+        """Messages waiting for the next commit (not the batch being committed)."""
+        with self._cond:
+            return list(self._pending)
+
+    def unsettled(self, older_than_s: float) -> list[Delivery]:
+        """Every message not yet committed, oldest first, when the oldest of them has waited
+        longer than `older_than_s` (the store hangs or fails); else none. Commits normally
+        take milliseconds, so this is how the owner learns, while the commit thread is stuck
+        in the store, that messages wait (the gateway's provisional alarms)."""
+        with self._cond:
+            waiting = [*self._in_commit, *self._pending]
+        if not waiting or time.monotonic() - waiting[0].arrived <= older_than_s:
+            return []
+        return waiting
 
     # --- connection -----------------------------------------------------------------------
 
@@ -271,6 +292,7 @@ class DurableSubscriber:
             return
         with self._cond:
             batch, self._pending = self._pending, []
+            self._in_commit = batch
             generation = self._generation
         if not batch:
             return
@@ -279,7 +301,10 @@ class DurableSubscriber:
         except Exception:
             with self._cond:
                 self._pending[:0] = batch  # keep order; acknowledge nothing yet
+                self._in_commit = []
             raise
+        with self._cond:
+            self._in_commit = []
         client = self._client
         for item in batch:
             if client is None or item.qos == 0 or item.failed:

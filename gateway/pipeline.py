@@ -106,6 +106,21 @@ def _decoded_digest(decoded: list[Decoded]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+def _validate(binding: Binding, decoded: list[Decoded], received_at: datetime) -> None:
+    """Types the device's kind may send, and times a real clock could give."""
+    allowed = KIND_TYPES[binding.kind]
+    for d in decoded:
+        if d.type not in allowed:
+            msg = f"type {d.type.value!r} is not one a {binding.kind.value} device sends"
+            raise CodecError(Reason.TYPE_NOT_ALLOWED, msg)
+        ts = d.ts or received_at
+        if ts - received_at > FUTURE_TOLERANCE:
+            msg = f"ts {rfc3339(ts)} is more than 24 h after received_at"
+            raise CodecError(Reason.FUTURE_TS, msg)
+        if ts < EARLIEST_TS:
+            raise CodecError(Reason.IMPOSSIBLE_VALUE, f"ts {rfc3339(ts)}: clock not set")
+
+
 def _raw_digest(payload: bytes) -> str:
     return hashlib.blake2b(payload, digest_size=16).hexdigest()
 
@@ -218,17 +233,7 @@ class Ingestor:
         seq_state = self._seq.get(device_id) or SeqState(device_id)
         ctx = DecodeContext(device_id, binding.kind, received_at, dict(seq_state.codec_state))
         decoded = codec.decode(payload, ctx)
-        allowed = KIND_TYPES[binding.kind]
-        for d in decoded:
-            if d.type not in allowed:
-                msg = f"type {d.type.value!r} is not one a {binding.kind.value} device sends"
-                raise CodecError(Reason.TYPE_NOT_ALLOWED, msg)
-            ts = d.ts or received_at
-            if ts - received_at > FUTURE_TOLERANCE:
-                msg = f"ts {rfc3339(ts)} is more than 24 h after received_at"
-                raise CodecError(Reason.FUTURE_TS, msg)
-            if ts < EARLIEST_TS:
-                raise CodecError(Reason.IMPOSSIBLE_VALUE, f"ts {rfc3339(ts)}: clock not set")
+        _validate(binding, decoded, received_at)
         first = decoded[0] if decoded else None
         seq = first.seq if first else None
 
@@ -261,12 +266,24 @@ class Ingestor:
                 return self._duplicate(device_id, hit.event_id)
             id_base = key[2:]
 
-        resident_id, room = None, None
+        events = self._enrich(binding, decoded, received_at, id_base)
+        for i, event in enumerate(events):
+            self.store.add_event(event, key if i == 0 else f"{key}#{i}", digest)
+        self._advance_seq(codec, seq_state, seq, digest, received_at, ctx.state)
+        self._seen(binding, decoded, received_at)
+        self.counters.inc("carehub_gateway_messages_accepted_total")
+        self.counters.inc("carehub_gateway_events_total", len(events))
+        return IngestResult(Outcome.ACCEPTED, tuple(events), device_id=device_id)
+
+    def _enrich(
+        self, binding: Binding, decoded: list[Decoded], received_at: datetime, id_base: str
+    ) -> list[CanonicalEvent]:
+        """Canonical events with the resident and room of the binding in force at each."""
+        device_id = binding.device_id
         events: list[CanonicalEvent] = []
         for i, d in enumerate(decoded):
             ts = d.ts or received_at
-            at = self.index.binding_at(device_id, ts)
-            resident_id, room = self._whom(at)
+            resident_id, room = self._whom(self.index.binding_at(device_id, ts))
             events.append(
                 CanonicalEvent(
                     event_id=event_id_for(
@@ -284,13 +301,35 @@ class Ingestor:
                     seq=d.seq,
                 )
             )
-        for i, event in enumerate(events):
-            self.store.add_event(event, key if i == 0 else f"{key}#{i}", digest)
-        self._advance_seq(codec, seq_state, seq, digest, received_at, ctx.state)
-        self._seen(binding, decoded, received_at)
-        self.counters.inc("carehub_gateway_messages_accepted_total")
-        self.counters.inc("carehub_gateway_events_total", len(events))
-        return IngestResult(Outcome.ACCEPTED, tuple(events), device_id=device_id)
+        return events
+
+    def preview(self, topic: str, payload: bytes, received_at: datetime) -> list[CanonicalEvent]:
+        """What a device uplink says, decoded, validated and enriched, without deduplicating
+        or storing it and without touching any state or lock: for the gateway's provisional
+        alarms while the store hangs (the stuck commit thread holds the lock). Empty for
+        anything but a valid uplink of a known device; `ingest` judges it properly later."""
+        route = self.topics.route(topic)
+        if route is None or route.device_id is None:
+            return []
+        if route.leaf in ("selftest", "webhook", "status", "availability"):
+            return []
+        binding = self.index.device(route.device_id)
+        codec = codec_for(binding.model) if binding is not None else None
+        if binding is None or codec is None or binding.kind not in codec.kinds:
+            return []
+        received_at = utc(received_at)
+        state = self._seq.get(binding.device_id) or SeqState(binding.device_id)
+        ctx = DecodeContext(binding.device_id, binding.kind, received_at, dict(state.codec_state))
+        try:
+            check_size(payload)
+            decoded = codec.decode(payload, ctx)
+            _validate(binding, decoded, received_at)
+        except CodecError:
+            return []
+        except Exception:  # a codec bug costs the preview, never the caller
+            _LOGGER.exception("preview of a message on %s failed", topic)
+            return []
+        return self._enrich(binding, decoded, received_at, f"preview:{_raw_digest(payload)}")
 
     def _whom(self, binding: Binding | None) -> tuple[str | None, str | None]:
         """Resident and room from the binding in force; a shared room has no single resident."""

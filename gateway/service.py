@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget
 from carehub.storewatch import StoreWatch
 from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig
+from gateway.emergency import EMERGENCY_AFTER_S, ProvisionalAlarms
 from gateway.metrics import Counters
 from gateway.pipeline import Ingestor, IngestResult
 
@@ -42,6 +44,8 @@ class GatewayConfig:
     commit_batch: int = 500
     silence_check_s: float = 5.0
     ca_file: str | None = None
+    emergency_after_s: float = EMERGENCY_AFTER_S
+    """Announce falls provisionally once messages wait this long for their commit."""
 
 
 class GatewayService:
@@ -76,12 +80,18 @@ class GatewayService:
             tick=self._maybe_check_silence,
         )
         self._next_silence_check = 0.0
+        self.provisional = ProvisionalAlarms(ingestor, ingestor.index, config.prefix)
+        self._watching = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Connect (retrying in the background) and start committing."""
         self.subscriber.start()
+        self._watching.clear()
+        self._watchdog = threading.Thread(target=self._watch, name="gateway-watchdog", daemon=True)
+        self._watchdog.start()
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """Whether the first connection and its subscriptions are up within `timeout`."""
@@ -89,11 +99,36 @@ class GatewayService:
 
     def stop(self) -> None:
         """Commit, acknowledge and publish what is pending, then disconnect."""
+        self._stop_watchdog()
         self.subscriber.stop()
 
     def abort(self) -> None:
         """Die as a crash would: no commit, no acknowledgements, no DISCONNECT (for tests)."""
+        self._stop_watchdog()
         self.subscriber.abort()
+
+    def _stop_watchdog(self) -> None:
+        self._watching.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=5)
+            self._watchdog = None
+
+    def _watch(self) -> None:
+        """While the commit thread is stuck in the store, announce falls provisionally
+        (gateway/emergency.py). Its own thread: the commit thread is the one that hangs."""
+        while not self._watching.wait(0.25):
+            try:
+                waiting = self.subscriber.unsettled(self.config.emergency_after_s)
+                if waiting:
+                    n = self.provisional.announce(waiting, self._publish)
+                    self.counters.inc("carehub_gateway_provisional_alarms_total", n)
+            except Exception:
+                _LOGGER.exception("provisional alarms failed; the normal path goes on")
+
+    def _publish(self, topic: str, payload: bytes, retain: bool) -> None:
+        client = self.subscriber.client
+        if client is not None:
+            client.publish(topic, payload, qos=1, retain=retain)
 
     def filters(self) -> list[str]:
         """The subscription filters, with `$share/{group}/` when load is shared."""
@@ -115,6 +150,8 @@ class GatewayService:
         for item in batch:
             if item.result is not None:
                 self.publish_result(item.result)
+        # what was announced provisionally is stored now; the rules engine takes over
+        self.provisional.settle(self.subscriber.queued(), self._publish)
 
     def _ingest(self, item: Delivery) -> None:
         """Ingest one message; a store error propagates (the batch is retried), anything else

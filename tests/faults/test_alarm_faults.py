@@ -374,13 +374,29 @@ def test_sqlite_locked_for_30_seconds(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack()
     devices = FallDevices(stack.broker, [f"fall-{i:03d}" for i in range(10)])
     devices.start_repeating()
+    staff = MqttProbe(stack.broker.host, stack.broker.port)  # a nurse-call bridge, say
+    staff.subscribe(f"carehub/{SITE}/provisional/#")
     locker = sqlite3.connect(stack.db, timeout=60, isolation_level=None)
     try:
         locker.execute("BEGIN EXCLUSIVE")
         begin = time.monotonic()
+        fell: dict[str, float] = {}
         for name in devices.devices:
             devices.fall(name)
+            fell[name] = time.monotonic()
             time.sleep(0.05)
+        # staff hear of every fall while nothing can be stored: one provisional alarm each
+        announced = staff.wait_for(
+            f"carehub/{SITE}/provisional/fall/+", lambda m: bool(m.payload), timeout=10, count=10
+        )
+        first: dict[str, float] = {}
+        for m in announced:
+            alarm = m.json()
+            assert alarm["provisional"] is True
+            assert alarm["rule"] == "fall"
+            first.setdefault(alarm["device_id"], m.at)
+        assert set(first) == set(devices.devices)
+        provisional_max_s = max(first[d] - fell[d] for d in first)
         # the staff screen must learn within 10 s that the hub cannot store
         noticed = None
         while noticed is None and time.monotonic() - begin < 10:
@@ -398,14 +414,23 @@ def test_sqlite_locked_for_30_seconds(make_stack: Callable[..., Stack]) -> None:
             devices,
             (begin, released),
             timeout=90,
-            extra={"degraded_shown_after_s": round(noticed, 1)},
+            extra={
+                "degraded_shown_after_s": round(noticed, 1),
+                "provisional_alarm_max_s": round(provisional_max_s, 2),
+            },
         )
         assert figures["recovered"] == 10
+        # once stored, the real alarms stand alone: every provisional one is cleared
+        cleared = staff.wait_for(
+            f"carehub/{SITE}/provisional/fall/+", lambda m: not m.payload, timeout=10, count=10
+        )
+        assert {m.topic.rsplit("/", 1)[1] for m in cleared} == set(devices.devices)
         assert stack.gateway.alive
         assert stack.rules.alive
     finally:
         locker.close()
         devices.close()
+        staff.close()
 
 
 def test_silent_sensors_alarm_within_supervision_plus_10_s_in_100_of_100(

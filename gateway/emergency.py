@@ -1,0 +1,153 @@
+"""Provisional fall alarms while the store hangs or fails.
+
+Normally an alarm exists only once its event and the alarm itself are committed (SPEC §5:
+stored before published). When the store stops answering (another process holds the SQLite
+lock, the disk is full) that order would leave a resident on the floor until the store
+returns. So while messages wait longer than `EMERGENCY_AFTER_S` for their commit, the gateway
+previews them (decode, validate, enrich: no dedupe, no store) and publishes a provisional
+alarm for each fall that the fall rule would alarm on, retained on
+`{prefix}/{site}/provisional/fall/{device_id}` (one per device: a sensor repeating its fall
+every 30 s updates the same alarm). The web app shows these on the board, marked as not yet
+stored; a nurse-call bridge may subscribe too.
+
+When the store answers again the waiting messages are committed and go the normal way (the
+rules engine raises, stores and publishes the real alarm); right after that commit the gateway
+clears (empty retained message) each provisional alarm whose device has no message left
+waiting. Nothing provisional is ever stored, counted in reports or acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from carehub.site import SiteIndex
+from carehub.subscriber import Delivery
+from gateway.events import CanonicalEvent, EventType
+from gateway.pipeline import Ingestor
+
+_LOGGER = logging.getLogger(__name__)
+
+EMERGENCY_AFTER_S = 2.0
+"""A message this long without its commit means the store is not answering (commits take
+milliseconds); then falls are announced provisionally."""
+
+Publish = Callable[[str, bytes, bool], None]
+"""publish(topic, payload, retain), QoS 1."""
+
+
+def provisional_topic(prefix: str, site: str, device_id: str) -> str:
+    """Where a device's provisional fall alarm is retained."""
+    return f"{prefix}/{site}/provisional/fall/{device_id}"
+
+
+def provisional_filter(prefix: str, site: str) -> str:
+    """The filter a consumer of provisional alarms subscribes to."""
+    return f"{prefix}/{site}/provisional/#"
+
+
+class ProvisionalAlarms:
+    """Previews waiting messages and keeps one provisional fall alarm per device."""
+
+    def __init__(self, ingestor: Ingestor, index: SiteIndex, prefix: str = "carehub") -> None:
+        self.ingestor = ingestor
+        self.index = index
+        self.prefix = prefix
+        self.site = index.site.site
+        self.published = 0
+        """Provisional alarms published (first announcements and repeats)."""
+        self._seen: set[int] = set()
+        """Deliveries already previewed (by identity; they live until committed)."""
+        self._open: dict[str, dict[str, Any]] = {}
+        """device id → its provisional alarm, while announced."""
+        self._lock = threading.Lock()
+
+    def announce(self, waiting: list[Delivery], publish: Publish) -> int:
+        """Preview the deliveries not seen yet; publish a provisional alarm for each fall the
+        fall rule would alarm on. Answers how many alarms were published."""
+        count = 0
+        with self._lock:
+            for item in waiting:
+                if id(item) in self._seen:
+                    continue
+                self._seen.add(id(item))
+                for event in self.ingestor.preview(item.topic, item.payload, item.received_at):
+                    alarm = self._alarm_for(event)
+                    if alarm is None:
+                        continue
+                    topic = provisional_topic(self.prefix, self.site, event.device_id)
+                    publish(topic, json.dumps(alarm).encode(), True)
+                    count += 1
+        self.published += count
+        if count:
+            _LOGGER.warning(
+                "store not answering: %s provisional fall alarm(s) announced before storing",
+                count,
+            )
+        return count
+
+    def _alarm_for(self, event: CanonicalEvent) -> dict[str, Any] | None:
+        if event.type != EventType.FALL:
+            return None
+        cfg = self.index.rules_for(event.resident_id).fall
+        if not cfg.enabled or float(event.data.get("confidence", 1.0)) < cfg.min_confidence:
+            return None
+        if cfg.night_only and not self.index.is_night(event.ts):
+            return None
+        now = _iso(event.ts)
+        alarm = self._open.get(event.device_id)
+        if alarm is None:
+            alarm = {
+                "alarm_id": f"provisional-{event.device_id}",
+                "site": self.site,
+                "rule": "fall",
+                "kind": "fall",
+                "priority": str(cfg.priority.value),
+                "state": "raised",
+                "provisional": True,
+                "resident_id": event.resident_id,
+                "room": event.room,
+                "device_id": event.device_id,
+                "raised_at": now,
+                "last_seen_at": now,
+                "count": 0,
+                "reason": "store not answering: announced before it is stored",
+            }
+            self._open[event.device_id] = alarm
+        alarm["count"] += 1
+        alarm["last_seen_at"] = max(alarm["last_seen_at"], now)
+        return alarm
+
+    def settle(self, still_waiting: list[Delivery], publish: Publish) -> int:
+        """After a commit: clear each provisional alarm whose device has nothing waiting any
+        more (its messages are stored, and the real alarm follows from the rules engine).
+        Answers how many were cleared."""
+        with self._lock:
+            if not self._open and not self._seen:
+                return 0
+            alive = {id(item) for item in still_waiting}
+            self._seen &= alive
+            waiting_devices = {
+                route.device_id
+                for item in still_waiting
+                if (route := self.ingestor.topics.route(item.topic)) is not None
+            }
+            done = [d for d in self._open if d not in waiting_devices]
+            for device_id in done:
+                del self._open[device_id]
+                publish(provisional_topic(self.prefix, self.site, device_id), b"", True)
+        return len(done)
+
+    @property
+    def open(self) -> int:
+        """Provisional alarms announced and not cleared yet."""
+        with self._lock:
+            return len(self._open)
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,87 @@
+"""Provisional fall alarms (gateway/emergency.py): the preview says what ingest would say and
+changes nothing; one alarm per device, repeats counted; cleared once nothing waits."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from carehub.site import SiteIndex
+from carehub.subscriber import Delivery
+from gateway.emergency import ProvisionalAlarms
+from gateway.pipeline import Ingestor
+from gateway.store.sqlite import SqliteEventStore
+
+AT = datetime(2026, 11, 24, 23, 0, tzinfo=UTC)
+
+
+def _fall(device: str, seq: int, confidence: float = 0.9, at: datetime = AT) -> Delivery:
+    body = {
+        "v": 1,
+        "seq": seq,
+        "ts": at.isoformat().replace("+00:00", "Z"),
+        "type": "fall",
+        "confidence": confidence,
+    }
+    topic = f"carehub/testhjem/devices/{device}/up"
+    return Delivery(1, seq, 1, topic, json.dumps(body).encode(), at, False)
+
+
+def _count(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_preview_says_what_ingest_says_and_changes_nothing(
+    tmp_path: Path, test_index: SiteIndex
+) -> None:
+    store = SqliteEventStore(tmp_path / "hub.db")
+    ingestor = Ingestor(test_index, store)
+    item = _fall("fall-a1", 7)
+    seen = ingestor.preview(item.topic, item.payload, item.received_at)
+    ingestor.flush()
+    assert _count(tmp_path / "hub.db") == 0
+    assert ingestor.seq_state("fall-a1") is None  # no state touched
+    stored = ingestor.ingest(item.topic, item.payload, item.received_at)
+    assert [(e.type, e.ts, e.resident_id, e.room, e.seq) for e in seen] == [
+        (e.type, e.ts, e.resident_id, e.room, e.seq) for e in stored.events
+    ]
+    # bad input previews as nothing (ingest dead-letters it later)
+    assert ingestor.preview(item.topic, b"{", AT) == []
+    assert ingestor.preview("carehub/testhjem/devices/nobody/up", item.payload, AT) == []
+    ingestor.close()
+
+
+def test_one_provisional_alarm_per_device_then_cleared(
+    tmp_path: Path, test_index: SiteIndex
+) -> None:
+    ingestor = Ingestor(test_index, SqliteEventStore(tmp_path / "hub.db"))
+    alarms = ProvisionalAlarms(ingestor, test_index)
+    sent: list[tuple[str, bytes, bool]] = []
+
+    def publish(topic: str, payload: bytes, retain: bool) -> None:
+        sent.append((topic, payload, retain))
+
+    first = _fall("fall-a1", 1)
+    repeat = _fall("fall-a1", 2, at=AT + timedelta(seconds=30))
+    unsure = _fall("fall-a2", 1, confidence=0.1)  # below the rule's min_confidence
+    assert alarms.announce([first, unsure], publish) == 1
+    assert alarms.announce([first, unsure, repeat], publish) == 1  # the repeat only
+    topics = {t for t, _p, _r in sent}
+    assert topics == {"carehub/testhjem/provisional/fall/fall-a1"}
+    last = json.loads(sent[-1][1])
+    assert (last["count"], last["provisional"], last["rule"]) == (2, True, "fall")
+    assert last["resident_id"] == "r-001"
+    assert all(r for _t, _p, r in sent)  # retained, so a board that connects later sees it
+    assert alarms.open == 1
+
+    assert alarms.settle([repeat], publish) == 0  # still waiting: keep announcing
+    assert alarms.settle([], publish) == 1
+    assert sent[-1] == ("carehub/testhjem/provisional/fall/fall-a1", b"", True)
+    assert alarms.open == 0
+    ingestor.close()
