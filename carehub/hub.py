@@ -374,6 +374,7 @@ class Hub:
     def api_context(self) -> Any:
         """The web app's view of this hub (services.web.context.HubContext); its stores and
         broker watch close with the hub. Tests serve it themselves to stop and restart it."""
+        from gateway.emergency import provisional_filter
         from gateway.store import open_store
         from services.privacy.aggregates import AggregateStore, site_digest
         from services.privacy.monitoring import MonitoringStore
@@ -381,6 +382,7 @@ class Hub:
         from services.privacy.service import PrivacyService
         from services.reports.service import StoreReportSource
         from services.web.context import HubContext
+        from services.web.provisional import BoardAlarms
         from services.web.users import UserStore
 
         if self.alarms is None:
@@ -398,8 +400,11 @@ class Hub:
                 protocol=self.options.protocol,
                 ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
             ),
-            subscriptions=(events_filter(prefix, site),),
+            subscriptions=(events_filter(prefix, site), provisional_filter(prefix, site)),
         )
+        # the board shows the gateway's provisional fall alarms while the store hangs
+        board = BoardAlarms(self.alarms, prefix, site)
+        self._stack.callback(watch.add_listener(board.on_message))
         watch.start()
         self._stack.callback(watch.stop)
         aggregates = AggregateStore(self.settings.db, site, site_digest(self.index))
@@ -431,7 +436,7 @@ class Hub:
             secret_key=self._secret_key,
             demo=self.options.demo,
             clock=self.clock,
-            alarms=self.alarms,
+            alarms=board,
             reports=StoreReportSource(
                 site, events, self.alarms.raised_between, aggregates.stored_nights
             ),

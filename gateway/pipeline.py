@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sqlite3
 import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from gateway.codecs import (
     registry,
 )
 from gateway.codecs.base import check_size
+from gateway.errors import StoreUnavailableError
 from gateway.events import KIND_TYPES, CanonicalEvent, event_id_for, utc
 from gateway.metrics import Counters
 from gateway.selftest import SELFTEST_DEVICE, selftest_event
@@ -106,6 +108,10 @@ def _decoded_digest(decoded: list[Decoded]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+STORE_ERRORS = (sqlite3.Error, OSError, StoreUnavailableError)
+"""Failures of the store (locked, disk full, InfluxDB away), as opposed to a bad message."""
+
+
 def _validate(binding: Binding, decoded: list[Decoded], received_at: datetime) -> None:
     """Types the device's kind may send, and times a real clock could give."""
     allowed = KIND_TYPES[binding.kind]
@@ -173,6 +179,10 @@ class Ingestor:
             except CodecError as err:
                 device_id = route.device_id if route else None
                 result = self._reject(topic, payload, received_at, err, device_id)
+            except STORE_ERRORS:
+                # the store failed, not the message: the caller retries the message later.
+                # Dead-lettering it here would lose a fall once the store answered again.
+                raise
             except Exception as err:  # a bug must cost one message, never the gateway
                 _LOGGER.exception("internal error ingesting a message on %s", topic)
                 error = CodecError(Reason.INTERNAL_ERROR, type(err).__name__)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from carehub.storewatch import StoreWatch
 from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig
 from gateway.emergency import EMERGENCY_AFTER_S, ProvisionalAlarms
 from gateway.metrics import Counters
-from gateway.pipeline import Ingestor, IngestResult
+from gateway.pipeline import STORE_ERRORS, Ingestor, IngestResult
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -160,7 +159,7 @@ class GatewayService:
             item.result = self.ingestor.ingest(
                 item.topic, item.payload, item.received_at, redelivered=item.redelivered
             )
-        except (sqlite3.Error, OSError):
+        except STORE_ERRORS:
             raise
         except Exception:
             item.failed = True

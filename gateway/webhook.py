@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from carehub.clock import Clock, SystemClock
 from gateway.codecs import MAX_PAYLOAD_BYTES, Reason, registry
-from gateway.pipeline import Ingestor, IngestResult
+from gateway.pipeline import STORE_ERRORS, Ingestor, IngestResult
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,7 +77,14 @@ def webhook_router(
                 body += chunk
                 if len(body) > MAX_PAYLOAD_BYTES:
                     break  # enough to know it is too big; do not buffer the rest
-            result = await run_in_threadpool(handle, vendor, body)
+            try:
+                result = await run_in_threadpool(handle, vendor, body)
+            except STORE_ERRORS as err:  # not stored: the vendor's cloud must send it again
+                raise HTTPException(
+                    status.HTTP_503_SERVICE_UNAVAILABLE,
+                    detail="the hub cannot store right now; send it again",
+                    headers={"Retry-After": "30"},
+                ) from err
             if result.rejected:
                 code = _STATUS_FOR_REASON.get(
                     result.reason or "", status.HTTP_422_UNPROCESSABLE_CONTENT

@@ -33,6 +33,10 @@ MESSAGES: dict[str, dict[Locale, str]] = {
         "da": "CareHub har en fejl: {what}. Tilkald teknisk hjælp.",
         "en": "CareHub has a fault: {what}. Call technical support.",
     },
+    "provisional": {
+        "da": "Ikke gemt endnu – CareHub kan ikke gemme lige nu. Gå til beboeren.",
+        "en": "Not saved yet – CareHub cannot store right now. Go to the resident.",
+    },
     "acknowledge": {"da": "Jeg tager den", "en": "I'm on it"},
     "resolve": {"da": "Afslut", "en": "Resolve"},
     "cancel": {"da": "Annuller", "en": "Cancel"},

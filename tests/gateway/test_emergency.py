@@ -8,6 +8,8 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from carehub.site import SiteIndex
 from carehub.subscriber import Delivery
 from gateway.emergency import ProvisionalAlarms
@@ -84,4 +86,37 @@ def test_one_provisional_alarm_per_device_then_cleared(
     assert alarms.settle([], publish) == 1
     assert sent[-1] == ("carehub/testhjem/provisional/fall/fall-a1", b"", True)
     assert alarms.open == 0
+    ingestor.close()
+
+
+def test_a_store_failure_during_ingest_is_raised_not_dead_lettered(
+    tmp_path: Path, test_index: SiteIndex
+) -> None:
+    """Found by the board test: a fall whose insert failed (the file locked) was turned into
+    an `internal_error` dead letter, stored once the lock went and acknowledged: lost. A store
+    failure must reach the caller, which retries the message."""
+    store = SqliteEventStore(tmp_path / "hub.db")
+    ingestor = Ingestor(test_index, store)
+    item = _fall("fall-a1", 1)
+    # the event insert fails while other writes (a dead letter) still work, as when a lock
+    # is released between the two
+    conn = sqlite3.connect(tmp_path / "hub.db")
+    conn.execute(
+        "CREATE TRIGGER no_room BEFORE INSERT ON events"
+        " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(sqlite3.Error):
+        ingestor.ingest(item.topic, item.payload, item.received_at)
+    store._write.execute("DROP TRIGGER no_room")  # its transaction is still open: retry in it
+    result = ingestor.ingest(item.topic, item.payload, item.received_at)
+    ingestor.flush()
+    assert result.accepted
+    assert _count(tmp_path / "hub.db") == 1
+    conn = sqlite3.connect(tmp_path / "hub.db")
+    try:
+        assert conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0
+    finally:
+        conn.close()
     ingestor.close()

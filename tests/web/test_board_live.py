@@ -3,6 +3,7 @@ page in a real Chromium at phone size, and back through the staff's taps to the 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import UTC, datetime
 
@@ -96,3 +97,41 @@ def test_banner_when_the_server_stops_and_resync_when_it_returns(
     expect(phone.locator('li.alarm[data-rule="fall"]')).to_be_visible(timeout=15_000)
     expect(banner).to_be_hidden()
     expect(phone.locator("li.alarm")).to_contain_text("Room b-1")
+
+
+def test_a_fall_while_the_store_hangs_is_shown_provisionally_then_stored(
+    phone: Page, live_hub: tuple[Hub, ServerThread], broker: LocalBroker, mqtt_protocol: Protocol
+) -> None:
+    """Another process holds the SQLite lock: nothing can be stored, yet the fall reaches the
+    board within seconds, marked as not saved and without buttons; once the lock goes, the
+    stored alarm takes its place (one card, never two)."""
+    hub, server = live_hub
+    login(phone, server.url)
+    phone.wait_for_url(f"{server.url}/")
+    expect(phone.locator("#banner")).to_be_hidden(timeout=5000)
+    probe = MqttProbe(broker.host, broker.port, protocol=mqtt_protocol)
+    locker = sqlite3.connect(hub.settings.db, timeout=60, isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")
+        sent = fall(probe, "fall-a1", 1)
+        card = phone.locator('li.alarm[data-provisional="true"]')
+        card.wait_for(state="visible", timeout=8000)
+        shown_after = time.monotonic() - sent
+        expect(card).to_contain_text("Not saved yet")
+        expect(card).to_contain_text("Room a-1")
+        expect(card.get_by_role("button")).to_have_count(0)
+        assert hub.alarms.list_alarms(state="all") == []  # nothing stored meanwhile
+        ARTIFACTS.mkdir(exist_ok=True)
+        phone.screenshot(path=str(ARTIFACTS / "board-provisional-phone.png"), full_page=True)
+    finally:
+        if locker.in_transaction:
+            locker.execute("COMMIT")
+        locker.close()
+        probe.close()
+    assert shown_after < 5.0
+    stored = phone.locator('li.alarm[data-rule="fall"]:not([data-provisional])')
+    expect(stored).to_be_visible(timeout=15_000)
+    expect(phone.locator("li.alarm")).to_have_count(1)
+    expect(stored.get_by_role("button", name="I'm on it")).to_be_visible()
+    (alarm,) = hub.alarms.list_alarms(state="active")
+    assert alarm["device_id"] == "fall-a1"

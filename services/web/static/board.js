@@ -49,6 +49,11 @@
 
   function card(a) {
     const li = el("li", { class: `alarm p-${a.priority} s-${a.state}`, "data-alarm-id": a.alarm_id, "data-rule": a.rule, "data-state": a.state });
+    if (a.provisional) {
+      // announced by the gateway while the store hangs: nothing can be recorded about it yet
+      li.classList.add("provisional");
+      li.setAttribute("data-provisional", "true");
+    }
     if (a._fresh) li.classList.add("fresh");
     li.append(el("p", { class: "what" }, t["rule_" + a.rule] || a.rule));
     const where = [a.room ? t.room + " " + a.room : "", residentLabel(a)].filter(Boolean).join(" · ");
@@ -59,6 +64,10 @@
     if (a.count > 1) meta.append(document.createTextNode(` · ${a.count} ${t.count}`));
     if (a.acknowledged_by) meta.append(document.createTextNode(` · ${t.acknowledged_by} ${a.acknowledged_by}`));
     li.append(meta);
+    if (a.provisional) {
+      li.append(el("p", { class: "provisional-note", role: "status" }, t.provisional));
+      return li;
+    }
     const actions = el("div", { class: "actions" });
     if (a.state === "raised" || a.state === "escalated") {
       const ack = el("button", { type: "button", class: "primary ack" }, t.acknowledge);
