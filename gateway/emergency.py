@@ -14,6 +14,9 @@ When the store answers again the waiting messages are committed and go the norma
 rules engine raises, stores and publishes the real alarm); right after that commit the gateway
 clears (empty retained message) each provisional alarm whose device has no message left
 waiting. Nothing provisional is ever stored, counted in reports or acknowledged.
+
+The same way, while the gateway's store is not answering at all, a provisional technical
+alarm (`store_failing`) says so on `{prefix}/{site}/provisional/store/gateway`.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class ProvisionalAlarms:
         """Deliveries already previewed (by identity; they live until committed)."""
         self._open: dict[str, dict[str, Any]] = {}
         """device id → its provisional alarm, while announced."""
+        self._store_alarm: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
     def announce(self, waiting: list[Delivery], publish: Publish) -> int:
@@ -141,6 +145,38 @@ class ProvisionalAlarms:
                 del self._open[device_id]
                 publish(provisional_topic(self.prefix, self.site, device_id), b"", True)
         return len(done)
+
+    def store_state(self, state: str, at: datetime, publish: Publish) -> bool:
+        """A technical alarm on `{prefix}/{site}/provisional/store/gateway` while the
+        gateway's store is not answering (`state` is its StoreWatch's), cleared when it is
+        'ok' again: the one alarm about storage that cannot itself wait for storage. Answers
+        whether it is announced."""
+        topic = f"{self.prefix}/{self.site}/provisional/store/gateway"
+        with self._lock:
+            if state != "ok" and self._store_alarm is None:
+                self._store_alarm = {
+                    "alarm_id": "provisional-store-gateway",
+                    "site": self.site,
+                    "rule": "store_failing",
+                    "kind": "technical",
+                    "priority": "high",
+                    "state": "raised",
+                    "provisional": True,
+                    "resident_id": None,
+                    "room": None,
+                    "device_id": None,
+                    "raised_at": _iso(at),
+                    "last_seen_at": _iso(at),
+                    "count": 1,
+                    "reason": state,
+                }
+                publish(topic, json.dumps(self._store_alarm).encode(), True)
+                _LOGGER.error("technical alarm: the gateway's %s", state)
+            elif state == "ok" and self._store_alarm is not None:
+                self._store_alarm = None
+                publish(topic, b"", True)
+                _LOGGER.warning("the gateway's store answers again")
+            return self._store_alarm is not None
 
     @property
     def open(self) -> int:

@@ -117,6 +117,9 @@ class GatewayService:
         (gateway/emergency.py). Its own thread: the commit thread is the one that hangs."""
         while not self._watching.wait(0.25):
             try:
+                self.provisional.store_state(
+                    self.store_watch.state(), self.clock.now(), self._publish
+                )
                 waiting = self.subscriber.unsettled(self.config.emergency_after_s)
                 if waiting:
                     n = self.provisional.announce(waiting, self._publish)

@@ -37,6 +37,10 @@ MESSAGES: dict[str, dict[Locale, str]] = {
         "da": "Ikke gemt endnu – CareHub kan ikke gemme lige nu. Gå til beboeren.",
         "en": "Not saved yet – CareHub cannot store right now. Go to the resident.",
     },
+    "provisional_technical": {
+        "da": "Tilkald teknisk hjælp. Fald vises stadig her.",
+        "en": "Call technical support. Falls still show here.",
+    },
     "acknowledge": {"da": "Jeg tager den", "en": "I'm on it"},
     "resolve": {"da": "Afslut", "en": "Resolve"},
     "cancel": {"da": "Annuller", "en": "Cancel"},
@@ -53,6 +57,10 @@ MESSAGES: dict[str, dict[Locale, str]] = {
     "rule_dose_missed": {"da": "Medicin ikke taget", "en": "Dose missed"},
     "rule_device_fault": {"da": "Fejl på dispenser", "en": "Dispenser fault"},
     "rule_sensor_silent": {"da": "Sensor svarer ikke", "en": "Sensor silent"},
+    "rule_store_failing": {
+        "da": "Lagring fejler – CareHub kan ikke gemme",
+        "en": "Storage failing – CareHub cannot save",
+    },
     "rule_battery_low": {"da": "Lavt batteri", "en": "Battery low"},
     "rule_storage_failing": {"da": "Lagring fejler", "en": "Storage failing"},
     "outcome_assisted": {"da": "Hjulpet", "en": "Assisted"},

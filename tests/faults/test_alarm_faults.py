@@ -397,6 +397,11 @@ def test_sqlite_locked_for_30_seconds(make_stack: Callable[..., Stack]) -> None:
             first.setdefault(alarm["device_id"], m.at)
         assert set(first) == set(devices.devices)
         provisional_max_s = max(first[d] - fell[d] for d in first)
+        # and a technical alarm says the store is failing
+        (technical,) = staff.wait_for(
+            f"carehub/{SITE}/provisional/store/gateway", lambda m: bool(m.payload), timeout=10
+        )
+        assert technical.json()["rule"] == "store_failing"
         # the staff screen must learn within 10 s that the hub cannot store
         noticed = None
         while noticed is None and time.monotonic() - begin < 10:
@@ -425,6 +430,7 @@ def test_sqlite_locked_for_30_seconds(make_stack: Callable[..., Stack]) -> None:
             f"carehub/{SITE}/provisional/fall/+", lambda m: not m.payload, timeout=10, count=10
         )
         assert {m.topic.rsplit("/", 1)[1] for m in cleared} == set(devices.devices)
+        staff.wait_for(f"carehub/{SITE}/provisional/store/gateway", lambda m: not m.payload)
         assert stack.gateway.alive
         assert stack.rules.alive
     finally:

@@ -120,3 +120,30 @@ def test_a_store_failure_during_ingest_is_raised_not_dead_lettered(
     finally:
         conn.close()
     ingestor.close()
+
+
+def test_a_technical_alarm_while_the_store_is_not_answering(
+    tmp_path: Path, test_index: SiteIndex
+) -> None:
+    ingestor = Ingestor(test_index, SqliteEventStore(tmp_path / "hub.db"))
+    alarms = ProvisionalAlarms(ingestor, test_index)
+    sent: list[tuple[str, bytes, bool]] = []
+
+    def publish(topic: str, payload: bytes, retain: bool) -> None:
+        sent.append((topic, payload, retain))
+
+    assert not alarms.store_state("ok", AT, publish)
+    assert sent == []
+    assert alarms.store_state("store not answering for 6 s", AT, publish)
+    assert alarms.store_state("store not answering for 7 s", AT, publish)  # once, not again
+    (topic, payload, retain) = sent[0]
+    assert (topic, retain, len(sent)) == ("carehub/testhjem/provisional/store/gateway", True, 1)
+    alarm = json.loads(payload)
+    assert (alarm["rule"], alarm["priority"], alarm["provisional"]) == (
+        "store_failing",
+        "high",
+        True,
+    )
+    assert not alarms.store_state("ok", AT, publish)
+    assert sent[-1] == ("carehub/testhjem/provisional/store/gateway", b"", True)
+    ingestor.close()

@@ -65,7 +65,8 @@
     if (a.acknowledged_by) meta.append(document.createTextNode(` · ${t.acknowledged_by} ${a.acknowledged_by}`));
     li.append(meta);
     if (a.provisional) {
-      li.append(el("p", { class: "provisional-note", role: "status" }, t.provisional));
+      const note = a.kind === "technical" ? t.provisional_technical : t.provisional;
+      li.append(el("p", { class: "provisional-note", role: "status" }, note));
       return li;
     }
     const actions = el("div", { class: "actions" });
