@@ -52,6 +52,8 @@ def test_export_holds_the_residents_data_and_who_saw_it(
         assert api(base, "GET", path, user="mads").is_success
     switch = "/api/admin/residents/r-001/monitoring"
     assert api(base, "POST", switch, json={"enabled": False, "reason": "In hospital"}).is_success
+    # the rules engine looks at the switch at most once a second (MonitoringSwitch)
+    wait_until(lambda: not hub.rules.monitoring("r-001"), what="the rules engine to see it")
     publish_fall(broker, mqtt_protocol, "fall-a1", 2)
     wait_until(lambda: hub.alarms.store.suppressed("r-001"), what="the suppressed fall")
     assert api(base, "POST", switch, json={"enabled": True}).is_success

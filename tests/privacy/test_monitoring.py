@@ -164,6 +164,7 @@ def test_switch_through_the_live_hub(
         staff.close()
 
     # off: the fall is stored and marked, and no alarm is raised
+    wait_until(lambda: not hub.rules.monitoring("r-001"), what="the rules engine to see it")
     publish_fall(broker, mqtt_protocol, "fall-a1", 1)
     wait_until(lambda: hub.alarms.store.suppressed("r-001"), what="the suppressed fall")
     assert hub.alarms.list_alarms("active") == []
