@@ -12,7 +12,7 @@ import pytest
 
 from carehub.site import SiteIndex
 from carehub.subscriber import Delivery
-from gateway.emergency import ProvisionalAlarms
+from gateway.emergency import ProvisionalAlarms, Publish
 from gateway.pipeline import Ingestor
 from gateway.store.sqlite import SqliteEventStore
 
@@ -29,6 +29,17 @@ def _fall(device: str, seq: int, confidence: float = 0.9, at: datetime = AT) -> 
     }
     topic = f"carehub/testhjem/devices/{device}/up"
     return Delivery(1, seq, 1, topic, json.dumps(body).encode(), at, False)
+
+
+def _recorder() -> tuple[list[tuple[str, bytes, bool]], Publish]:
+    """A publish function that keeps what it was given (the broker side is tested in
+    tests/faults)."""
+    sent: list[tuple[str, bytes, bool]] = []
+
+    def publish(topic: str, payload: bytes, retain: bool) -> None:
+        sent.append((topic, payload, retain))
+
+    return sent, publish
 
 
 def _count(db: Path) -> int:
@@ -64,10 +75,7 @@ def test_one_provisional_alarm_per_device_then_cleared(
 ) -> None:
     ingestor = Ingestor(test_index, SqliteEventStore(tmp_path / "hub.db"))
     alarms = ProvisionalAlarms(ingestor, test_index)
-    sent: list[tuple[str, bytes, bool]] = []
-
-    def publish(topic: str, payload: bytes, retain: bool) -> None:
-        sent.append((topic, payload, retain))
+    sent, publish = _recorder()
 
     first = _fall("fall-a1", 1)
     repeat = _fall("fall-a1", 2, at=AT + timedelta(seconds=30))
@@ -127,10 +135,7 @@ def test_a_technical_alarm_while_the_store_is_not_answering(
 ) -> None:
     ingestor = Ingestor(test_index, SqliteEventStore(tmp_path / "hub.db"))
     alarms = ProvisionalAlarms(ingestor, test_index)
-    sent: list[tuple[str, bytes, bool]] = []
-
-    def publish(topic: str, payload: bytes, retain: bool) -> None:
-        sent.append((topic, payload, retain))
+    sent, publish = _recorder()
 
     assert not alarms.store_state("ok", AT, publish)
     assert sent == []
