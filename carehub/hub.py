@@ -296,6 +296,11 @@ class Hub:
             ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
         )
         self.gateway = GatewayService(ingestor, config, self.clock)
+        from services.privacy.monitoring import MonitoringSwitch
+
+        switch = MonitoringSwitch(self.settings.db, self.site.site)
+        self._stack.callback(switch.close)
+        self.gateway.provisional.monitored = switch
         self.gateway.start()
         self._stack.callback(self.gateway.stop)
         gateway = self.gateway

@@ -13,6 +13,7 @@ The gateway (SQLite or InfluxDB) and the municipality's central ingest (InfluxDB
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -28,6 +29,8 @@ from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped
 from carehub.settings import MqttTarget
 
 _LOGGER = logging.getLogger(__name__)
+
+_SERIALS = itertools.count(1)
 
 COMMIT_RETRY_S = 1.0
 """Wait after a failed commit before trying again; the messages stay unacknowledged."""
@@ -80,6 +83,8 @@ class Delivery:
     broker delivers it again on the next connection."""
     arrived: float = field(default_factory=time.monotonic)
     """Monotonic time of arrival: how long it has waited for its commit."""
+    serial: int = field(default_factory=lambda: next(_SERIALS))
+    """Unique in this process (ids of objects are reused once they are freed)."""
 
 
 Commit = Callable[[list[Delivery]], None]

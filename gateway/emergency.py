@@ -64,11 +64,15 @@ class ProvisionalAlarms:
         self.published = 0
         """Provisional alarms published (first announcements and repeats)."""
         self._seen: set[int] = set()
-        """Deliveries already previewed (by identity; they live until committed)."""
+        """Serials of the deliveries already previewed."""
         self._open: dict[str, dict[str, Any]] = {}
         """device id → its provisional alarm, while announced."""
         self._store_alarm: dict[str, Any] | None = None
         self._lock = threading.Lock()
+        self.monitored: Callable[[str], bool] | None = None
+        """The rules engine's monitoring switch (`services.privacy.monitoring`), when the
+        hub sets it: a resident whose monitoring an admin switched off gets no provisional
+        alarm either."""
 
     def announce(self, waiting: list[Delivery], publish: Publish) -> int:
         """Preview the deliveries not seen yet; publish a provisional alarm for each fall the
@@ -76,9 +80,9 @@ class ProvisionalAlarms:
         count = 0
         with self._lock:
             for item in waiting:
-                if id(item) in self._seen:
+                if item.serial in self._seen:
                     continue
-                self._seen.add(id(item))
+                self._seen.add(item.serial)
                 for event in self.ingestor.preview(item.topic, item.payload, item.received_at):
                     alarm = self._alarm_for(event)
                     if alarm is None:
@@ -101,6 +105,12 @@ class ProvisionalAlarms:
         if not cfg.enabled or float(event.data.get("confidence", 1.0)) < cfg.min_confidence:
             return None
         if cfg.night_only and not self.index.is_night(event.ts):
+            return None
+        if (
+            event.resident_id
+            and self.monitored is not None
+            and not self.monitored(event.resident_id)
+        ):
             return None
         now = _iso(event.ts)
         alarm = self._open.get(event.device_id)
@@ -133,7 +143,7 @@ class ProvisionalAlarms:
         with self._lock:
             if not self._open and not self._seen:
                 return 0
-            alive = {id(item) for item in still_waiting}
+            alive = {item.serial for item in still_waiting}
             self._seen &= alive
             waiting_devices = {
                 route.device_id

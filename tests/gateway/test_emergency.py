@@ -152,3 +152,17 @@ def test_a_technical_alarm_while_the_store_is_not_answering(
     assert not alarms.store_state("ok", AT, publish)
     assert sent[-1] == ("carehub/testhjem/provisional/store/gateway", b"", True)
     ingestor.close()
+
+
+def test_no_provisional_alarm_for_a_resident_whose_monitoring_is_off(
+    tmp_path: Path, test_index: SiteIndex
+) -> None:
+    ingestor = Ingestor(test_index, SqliteEventStore(tmp_path / "hub.db"))
+    alarms = ProvisionalAlarms(ingestor, test_index)
+    off = {"r-001"}
+    alarms.monitored = lambda resident_id: resident_id not in off
+    _sent, publish = _recorder()
+    assert alarms.announce([_fall("fall-a1", 1)], publish) == 0  # r-001: monitoring off
+    off.clear()
+    assert alarms.announce([_fall("fall-a1", 2)], publish) == 1
+    ingestor.close()
