@@ -205,11 +205,11 @@ class DurableSubscriber:
         longer than `older_than_s` (the store hangs or fails); else none. Commits normally
         take milliseconds, so this is how the owner learns, while the commit thread is stuck
         in the store, that messages wait (the gateway's provisional alarms)."""
-        with self._cond:
-            waiting = [*self._in_commit, *self._pending]
-        if not waiting or time.monotonic() - waiting[0].arrived <= older_than_s:
-            return []
-        return waiting
+        with self._cond:  # polled often: look at the oldest before copying anything
+            head = self._in_commit or self._pending
+            if not head or time.monotonic() - head[0].arrived <= older_than_s:
+                return []
+            return [*self._in_commit, *self._pending]
 
     # --- connection -----------------------------------------------------------------------
 

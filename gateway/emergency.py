@@ -141,8 +141,6 @@ class ProvisionalAlarms:
         more (its messages are stored, and the real alarm follows from the rules engine).
         Answers how many were cleared."""
         with self._lock:
-            if not self._open and not self._seen:
-                return 0
             alive = {item.serial for item in still_waiting}
             self._seen &= alive
             waiting_devices = {
@@ -187,6 +185,12 @@ class ProvisionalAlarms:
                 publish(topic, b"", True)
                 _LOGGER.warning("the gateway's store answers again")
             return self._store_alarm is not None
+
+    @property
+    def engaged(self) -> bool:
+        """Whether anything was previewed or announced that `settle` must look at."""
+        with self._lock:
+            return bool(self._open or self._seen)
 
     @property
     def open(self) -> int:

@@ -153,7 +153,8 @@ class GatewayService:
             if item.result is not None:
                 self.publish_result(item.result)
         # what was announced provisionally is stored now; the rules engine takes over
-        self.provisional.settle(self.subscriber.queued(), self._publish)
+        if self.provisional.engaged:  # only after an outage: no copy of the queue per commit
+            self.provisional.settle(self.subscriber.queued(), self._publish)
 
     def _ingest(self, item: Delivery) -> None:
         """Ingest one message; a store error propagates (the batch is retried), anything else
