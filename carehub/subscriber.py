@@ -8,7 +8,8 @@ persistent session this sets up (MQTT 5 `clean_start` off + session expiry, 3.1.
 `clean_session` off) the broker delivers again whatever we never acknowledged, after a crash or
 a restart, so nothing is lost; the owner's dedupe, or idempotent writes, absorb the repeats.
 
-The gateway (SQLite or InfluxDB) and the municipality's central ingest (InfluxDB) run on it.
+The gateway (SQLite or InfluxDB), the rules engine (its alarm store) and the municipality's
+central ingest (InfluxDB) run on it.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class SubscriptionConfig:
     commit_interval_s: float = 0.05
     commit_batch: int = 500
     ca_file: str | None = None
+    wake_on_first: bool = False
+    """Commit as soon as a message arrives on an empty queue instead of after the interval
+    (the rules engine: an event waits for the previous batch, never for the interval; under
+    load the batches grow by themselves while a commit runs)."""
 
     def client_options(self) -> ClientOptions:
         """A persistent session with manual acknowledgement."""
@@ -262,7 +267,8 @@ class DurableSubscriber:
             )
             with self._cond:
                 self._pending.append(item)
-                if len(self._pending) >= self.config.commit_batch:
+                first = self.config.wake_on_first and len(self._pending) == 1
+                if first or len(self._pending) >= self.config.commit_batch:
                     self._cond.notify_all()
         except Exception:
             _LOGGER.exception("message on %s could not be queued", msg.topic)
@@ -272,7 +278,10 @@ class DurableSubscriber:
     def _commit_loop(self) -> None:
         while not self._stopping.is_set():
             with self._cond:
-                if len(self._pending) < self.config.commit_batch:
+                waiting = len(self._pending)
+                if not waiting or (
+                    not self.config.wake_on_first and waiting < self.config.commit_batch
+                ):
                     self._cond.wait(self.config.commit_interval_s)
             if self._aborted:
                 return

@@ -1,10 +1,11 @@
 """The rules service: MQTT canonical events in, committed alarms out, on the broker.
 
-paho's network thread only queues messages. One worker thread takes a batch, applies it to
-the engine in one transaction (one savepoint per event, so a bad event cannot sink the
-batch), commits, fires due timers, publishes committed changes and only then acknowledges
-the batch (`manual_ack`). The subscription is a persistent session (MQTT 5
-`clean_start=False` + session expiry; 3.1.1 `clean_session=False`), so events that arrive
+It runs on `carehub.subscriber.DurableSubscriber`, as the gateway does: paho's network thread
+only queues messages; the commit thread applies each batch to the engine in one transaction
+(one savepoint per event, so a bad event cannot sink the batch), fires due timers, commits,
+publishes committed changes and only then acknowledges the batch (`manual_ack`). It wakes as
+soon as an event arrives on an empty queue (`wake_on_first`), so a fall waits for the previous
+batch, never for a timer. The subscription is a persistent session, so events that arrive
 while we are down, or that we received but never acknowledged, are delivered again, and the
 engine's idempotency on `event_id` drops what was already applied.
 """
@@ -13,22 +14,20 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import paho.mqtt.client as paho
 from pydantic import ValidationError
 
 from carehub.clock import Clock, SystemClock
 from carehub.errors import ConfigError
-from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped
+from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget, Settings
 from carehub.site import SiteIndex
 from carehub.storewatch import StoreWatch
+from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig
 from gateway.events import CanonicalEvent
 from services.alarms.notify import WebhookNotifier
 from services.alarms.service import AlarmService
@@ -39,8 +38,6 @@ from services.rules.publisher import AlarmPublisher
 
 _LOGGER = logging.getLogger(__name__)
 
-STORE_RETRY_S = 1.0
-"""Wait after a failed commit; the batch stays unacknowledged and is applied again."""
 PRUNE_EVERY = timedelta(hours=1)
 
 
@@ -59,15 +56,6 @@ class RulesConfig:
     batch: int = 500
     ca_file: str | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    generation: int
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
 
 
 class RulesService:
@@ -96,19 +84,29 @@ class RulesService:
             WebhookNotifier(target.url) if target.kind == "webhook" and target.url else None
         )
         self.publisher = AlarmPublisher(store, config.prefix, self.site, target, self.notifier)
-        self._client: paho.Client | None = None
-        self._generation = 0
-        self._queue: deque[_Pending] = deque()
-        self._cond = threading.Condition()
-        self._stopping = threading.Event()
-        self._aborted = False
-        self._ready = threading.Event()
-        self._threads: list[threading.Thread] = []
         self._next_prune = self.clock.now()
+        self._next_tick = 0.0
         self.handled = 0
         self.store_watch = StoreWatch()
         """Whether alarm-store commits are answered; the heartbeat reports it."""
         self._owns_store = False
+        self.subscriber = DurableSubscriber(
+            SubscriptionConfig(
+                target=config.target,
+                client_id=config.client_id or f"carehub-rules-{self.site}",
+                filters=(self.events_filter,),
+                protocol=config.protocol,
+                session_expiry_s=config.session_expiry_s,
+                commit_interval_s=config.tick_s,
+                commit_batch=config.batch,
+                ca_file=config.ca_file,
+                wake_on_first=True,
+            ),
+            self._commit,
+            name="rules",
+            clock=self.clock,
+            tick=self._tick,
+        )
 
     @classmethod
     def from_settings(
@@ -149,33 +147,16 @@ class RulesService:
 
     def start(self) -> None:
         """Arm supervision timers, connect (retrying in the background), start working."""
-        self._stopping.clear()
         self.engine.start()
-        for name, target in (("connect", self._connect_loop), ("worker", self._work_loop)):
-            thread = threading.Thread(target=target, name=f"rules-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self.subscriber.start()
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """Whether the connection and subscription are up within `timeout`."""
-        return self._ready.wait(timeout)
+        return self.subscriber.wait_ready(timeout)
 
     def stop(self) -> None:
         """Apply, commit, publish and acknowledge what is queued, then disconnect."""
-        self._stopping.set()
-        with self._cond:
-            self._cond.notify_all()
-        for thread in self._threads:
-            thread.join(timeout=15)
-        self._threads.clear()
-        if not self._aborted:
-            try:
-                self._step()
-            except Exception:
-                _LOGGER.exception("last rules step failed; the broker redelivers what is unacked")
-        if self._client is not None:
-            close(self._client)
-            self._client = None
+        self.subscriber.stop()
         if self.notifier is not None:
             self.notifier.close()
         self.monitoring.close()
@@ -184,26 +165,12 @@ class RulesService:
 
     def abort(self) -> None:
         """Die as a crash would: no commit of the queue, no acknowledgements (for tests)."""
-        self._aborted = True
-        self._stopping.set()
-        with self._cond:
-            self._cond.notify_all()
-        client = self._client
-        if client is not None:
-            client.on_message = None
-            client.loop_stop()
-            sock = client.socket()
-            if sock is not None:
-                sock.close()
-        for thread in self._threads:
-            thread.join(timeout=15)
-        self._threads.clear()
+        self.subscriber.abort()
 
     @property
     def connected(self) -> bool:
         """Whether the broker connection is up (for /healthz)."""
-        client = self._client
-        return client is not None and client.is_connected()
+        return self.subscriber.connected
 
     def metrics(self) -> dict[str, float]:
         """Flat counters for /metrics: events handled, alarm publishes, alarms by state."""
@@ -218,104 +185,39 @@ class RulesService:
             out["carehub_rules_webhook_failed_total"] = float(self.notifier.failed)
         return out
 
-    # --- connection -----------------------------------------------------------------------
+    # --- work (on the subscriber's commit thread) ------------------------------------------
 
-    def _options(self) -> ClientOptions:
-        return ClientOptions(
-            client_id=self.config.client_id or f"carehub-rules-{self.site}",
-            protocol=self.config.protocol,
-            clean_start=False,
-            session_expiry_s=self.config.session_expiry_s,
-            manual_ack=True,
-            ca_file=self.config.ca_file,
-        )
+    def _commit(self, batch: list[Delivery]) -> None:
+        """Apply a batch and the due timers in one transaction, then publish what changed;
+        the subscriber acknowledges the batch after this returns."""
+        with self.store_watch.commit():
+            self._apply(batch)
+            self.engine.tick()
+        self._next_tick = time.monotonic() + self.config.tick_s
+        self._after_commit()
 
-    def _connect_loop(self) -> None:
-        client = connect_until_stopped(
-            self.config.target, self._options(), self._stopping, self._on_connect, "rules"
-        )
-        if client is not None:
-            self._client = client
-            client.on_disconnect = self._on_disconnect
-
-    def _on_connect(self, client: paho.Client) -> None:
-        """After every (re)connect: a new acknowledgement generation, and subscribe again."""
-        with self._cond:
-            self._generation += 1
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        client.subscribe(self.events_filter, 1)
-
-    def _on_subscribe(self, *_args: Any) -> None:
-        self._ready.set()
-        with self._cond:
-            self._cond.notify_all()
-
-    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if not self._stopping.is_set():
-            _LOGGER.warning("rules lost the broker (%s); paho reconnects", reason)
-
-    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        """Queue for the worker; never raises into paho."""
-        try:
-            with self._cond:
-                self._queue.append(
-                    _Pending(self._generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload))
-                )
-                # Wake the worker when work arrives on an empty queue (it waits only then), so
-                # an event waits for the previous batch, never for `tick_s`: a fall alarm in
-                # milliseconds. Under load the batches grow by themselves while it works.
-                if len(self._queue) == 1 or len(self._queue) >= self.config.batch:
-                    self._cond.notify_all()
-        except Exception:
-            _LOGGER.exception("message on %s could not be queued", msg.topic)
-
-    # --- work -----------------------------------------------------------------------------
-
-    def _work_loop(self) -> None:
-        while not self._stopping.is_set():
-            with self._cond:
-                if not self._queue:
-                    self._cond.wait(self.config.tick_s)
-            if self._aborted:
-                return
-            try:
-                self._step()
-            except Exception:
-                _LOGGER.exception("rules step failed; retrying")
-                self._stopping.wait(STORE_RETRY_S)
-
-    def _step(self) -> None:
-        """One round: apply a batch, fire timers, commit, publish, acknowledge."""
-        with self._cond:
-            batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.config.batch))]
-            generation = self._generation
-        try:
+    def _tick(self) -> None:
+        """Timers (silence, missed doses, escalation, reminders) when no batch fired them for
+        `tick_s`; and the hourly prune."""
+        if time.monotonic() >= self._next_tick:
             with self.store_watch.commit():
-                if batch:
-                    self._apply(batch)
                 self.engine.tick()
-        except Exception:
-            with self._cond:
-                self._queue.extendleft(reversed(batch))  # not acknowledged: keep and retry
-            raise
+            self._next_tick = time.monotonic() + self.config.tick_s
+            self._after_commit()
         now = self.clock.now()
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_EVERY
             self.engine.prune()
-        client = self._client
+
+    def _after_commit(self) -> None:
         try:
-            self.publisher.publish_pending(client)
+            self.publisher.publish_pending(self.subscriber.client)
         except Exception:
             _LOGGER.exception("publishing alarms failed; will retry from the change log")
         if self.alarms is not None:
             self.alarms.wake()
-        if client is not None:
-            for item in batch:
-                if item.qos and item.generation == generation:
-                    self._ack(client, item)
 
-    def _apply(self, batch: list[_Pending]) -> None:
+    def _apply(self, batch: list[Delivery]) -> None:
         started = time.perf_counter()
         with self.store.transaction():
             for item in batch:
@@ -339,9 +241,3 @@ class RulesService:
         _LOGGER.debug(
             "applied %s events in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started)
         )
-
-    def _ack(self, client: paho.Client, item: _Pending) -> None:
-        try:
-            client.ack(item.mid, item.qos)
-        except Exception:
-            _LOGGER.warning("could not acknowledge message %s", item.mid, exc_info=True)
