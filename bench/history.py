@@ -2,7 +2,7 @@
 
 Simulating a year message by message through the pipeline (`carehub backfill`) takes about
 half an hour for the 24-resident demo site, and a 500-resident home's year is ~260 million
-rows. So the history is built from a seed: `firmware_sim.backfill.backfill` writes a few days
+rows. So the history is built from a seed: `app.backfill.backfill` writes a few days
 of the demo site through the real gateway `Ingestor`, rules engine and simulated staff; then
 the seed's stored events are copied, in SQL, to earlier periods (blocks shifted back by the
 seed's length) and, for a larger home, to copies of the demo site (ids suffixed `-cNN`, see
@@ -20,9 +20,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from app.backfill import BackfillReport, backfill
 from bench.sites import SiteFile, copy_suffix
 from carehub.site import SiteIndex
-from firmware_sim.backfill import BackfillReport, backfill
 from gateway.store.sqlite import SqliteEventStore
 from services.alarms.model import Alarm
 from services.alarms.store import AlarmStore

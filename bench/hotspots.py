@@ -19,8 +19,8 @@ from typing import Any
 from bench.messages import Stream, rfc3339
 from bench.sites import SiteFile
 from carehub.clock import FakeClock
+from carehub.events import CanonicalEvent
 from carehub.site import SiteIndex
-from gateway.events import CanonicalEvent
 from gateway.pipeline import Ingestor
 from gateway.store.sqlite import SqliteEventStore
 from services.alarms.store import AlarmStore

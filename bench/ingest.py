@@ -1,6 +1,6 @@
 """The highest rate the hub sustains: gateway + rules on a fresh Mosquitto and SQLite file.
 
-The real `carehub.hub.Hub` runs the gateway (decode, validate, dedupe, enrich, durable store,
+The real `app.hub.Hub` runs the gateway (decode, validate, dedupe, enrich, durable store,
 acknowledge after commit, publish canonical events) and the rules engine (every event, in
 its own transactions) in this process; the load comes from `bench.loadgen` in another. Each
 step offers a fixed rate for a while. A step passes when the broker acknowledged every
@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.hub import Hub, HubOptions
 from bench.loadgen import LoadConfig
 from bench.procs import BenchError, HubProcess, LoadProcess, start_broker
 from bench.sampler import Sampler
 from bench.sites import SiteFile
 from carehub import heartbeat
-from carehub.hub import Hub, HubOptions
 from carehub.settings import Settings
 
 DRAIN_S = 2.0

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
+from app.broker import MosquittoBroker, free_port
 from bench.loadgen import LoadConfig
-from carehub.broker import MosquittoBroker, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BROKER_CONFIG = "max_connections -1\n"
@@ -101,7 +101,7 @@ class HubProcess:
         )
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "carehub", "run", part],
+                [sys.executable, "-m", "app", "run", part],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from carehub.site import Binding, Site, SiteIndex
+from carehub.topics import SiteTopics
 from firmware_sim.encoders import Channel, DeviceState, encode, rfc3339, seen_level
 
 DAY_S = 86_400.0
@@ -77,7 +78,7 @@ class Pacing:
     """How far apart periodic reports are, in multiples of their interval, by night and day.
 
     Live runs send every heartbeat (1, 1). A backfill may send fewer: supervision allows three
-    intervals of silence, and the reports look at nights only (`firmware_sim.backfill`). By
+    intervals of silence, and the reports look at nights only (`app.backfill`). By
     day, the diaper's periodic saturation report is paced like a heartbeat too.
     """
 
@@ -189,13 +190,13 @@ class CareHome:
     def _device(self, device_id: str, binding: Binding) -> DeviceState:
         """A device's firmware state, seeded per device so adding one changes no other."""
         rng = random.Random(f"{self.seed}:device:{device_id}")
-        base = f"{self.prefix}/{self.site.site}"
+        topics = SiteTopics(self.prefix, self.site.site)
         vendor = self.index.device_topics.get(device_id)
-        topic = f"{base}/devices/{device_id}/up"
-        status: str | None = f"{base}/devices/{device_id}/status"
+        topic = topics.device_up(device_id)
+        status: str | None = topics.device_status(device_id)
         words = (b"online", b"offline")
         if binding.model == "medcloud-webhook":
-            topic, status = f"{base}/webhooks/medcloud", None  # the vendor cloud posts for it
+            topic, status = topics.webhook("medcloud"), None  # the vendor cloud posts for it
         elif vendor:
             status = f"{vendor}/availability"
             words = (b'{"state":"online"}', b'{"state":"offline"}')

@@ -28,9 +28,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from carehub.events import CanonicalEvent, EventType
 from carehub.site import SiteIndex
 from carehub.subscriber import Delivery
-from gateway.events import CanonicalEvent, EventType
+from carehub.topics import SiteTopics
 from gateway.pipeline import Ingestor
 
 _LOGGER = logging.getLogger(__name__)
@@ -41,16 +42,6 @@ milliseconds); then falls are announced provisionally."""
 
 Publish = Callable[[str, bytes, bool], None]
 """publish(topic, payload, retain), QoS 1."""
-
-
-def provisional_topic(prefix: str, site: str, device_id: str) -> str:
-    """Where a device's provisional fall alarm is retained."""
-    return f"{prefix}/{site}/provisional/fall/{device_id}"
-
-
-def provisional_filter(prefix: str, site: str) -> str:
-    """The filter a consumer of provisional alarms subscribes to."""
-    return f"{prefix}/{site}/provisional/#"
 
 
 class ProvisionalAlarms:
@@ -87,7 +78,7 @@ class ProvisionalAlarms:
                     alarm = self._alarm_for(event)
                     if alarm is None:
                         continue
-                    topic = provisional_topic(self.prefix, self.site, event.device_id)
+                    topic = SiteTopics(self.prefix, self.site).provisional_fall(event.device_id)
                     publish(topic, json.dumps(alarm).encode(), True)
                     count += 1
         self.published += count
@@ -151,7 +142,7 @@ class ProvisionalAlarms:
             done = [d for d in self._open if d not in waiting_devices]
             for device_id in done:
                 del self._open[device_id]
-                publish(provisional_topic(self.prefix, self.site, device_id), b"", True)
+                publish(SiteTopics(self.prefix, self.site).provisional_fall(device_id), b"", True)
         return len(done)
 
     def store_state(self, state: str, at: datetime, publish: Publish) -> bool:
@@ -159,7 +150,7 @@ class ProvisionalAlarms:
         gateway's store is not answering (`state` is its StoreWatch's), cleared when it is
         'ok' again: the one alarm about storage that cannot itself wait for storage. Answers
         whether it is announced."""
-        topic = f"{self.prefix}/{self.site}/provisional/store/gateway"
+        topic = SiteTopics(self.prefix, self.site).provisional_store()
         with self._lock:
             if state != "ok" and self._store_alarm is None:
                 self._store_alarm = {

@@ -17,7 +17,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from carehub.events import KIND_TYPES, CanonicalEvent, event_id_for, utc
 from carehub.site import Binding, SiteIndex
+from carehub.topics import SELFTEST_DEVICE, Route, TopicMap
 from gateway.codecs import (
     Codec,
     CodecError,
@@ -29,9 +31,8 @@ from gateway.codecs import (
 )
 from gateway.codecs.base import check_size
 from gateway.errors import StoreUnavailableError
-from gateway.events import KIND_TYPES, CanonicalEvent, event_id_for, utc
 from gateway.metrics import Counters
-from gateway.selftest import SELFTEST_DEVICE, selftest_event
+from gateway.selftest import selftest_event
 from gateway.store.base import (
     DeadLetter,
     DeviceState,
@@ -40,7 +41,6 @@ from gateway.store.base import (
     StatusSource,
     rfc3339,
 )
-from gateway.topics import Route, TopicMap
 
 _LOGGER = logging.getLogger(__name__)
 

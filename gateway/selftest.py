@@ -14,16 +14,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from carehub.events import CanonicalEvent, EventKind, EventType, event_id_for
+from carehub.topics import SELFTEST_DEVICE
 from gateway.codecs.base import parse
-from gateway.events import CanonicalEvent, EventKind, EventType, event_id_for
-
-SELFTEST_DEVICE = "hub"
-"""The `device_id` of self-test events and alarms: the hub itself, never a real device."""
-
-
-def selftest_topic(prefix: str, site: str) -> str:
-    """Where the web app publishes a self-test request (its ACL allows `hub/api/#`)."""
-    return f"{prefix}/{site}/hub/api/selftest"
 
 
 class SelfTestRequest(BaseModel):

@@ -21,6 +21,7 @@ from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget
 from carehub.storewatch import StoreWatch
 from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig
+from carehub.topics import SiteTopics
 from gateway.emergency import EMERGENCY_AFTER_S, ProvisionalAlarms
 from gateway.metrics import Counters
 from gateway.pipeline import STORE_ERRORS, Ingestor, IngestResult
@@ -180,7 +181,7 @@ class GatewayService:
             client.publish(event.topic(prefix), event.model_dump_json(), qos=1)
             self.counters.inc("carehub_gateway_events_published_total")
         if result.dead_letter is not None:
-            topic = f"{prefix}/{self.ingestor.site}/deadletter"
+            topic = SiteTopics(prefix, self.ingestor.site).deadletter()
             client.publish(topic, json.dumps(result.dead_letter.to_json()), qos=1)
 
     def _maybe_check_silence(self) -> None:

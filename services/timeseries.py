@@ -46,6 +46,7 @@ from urllib3.exceptions import HTTPError
 from carehub.clock import Clock, SystemClock
 from carehub.errors import CareHubError, ConfigError
 from carehub.settings import Settings
+from carehub.topics import central_filters
 from gateway.store import influx_schema as s
 
 _LOGGER = logging.getLogger(__name__)
@@ -638,11 +639,7 @@ class CentralIngest:
 
     def subscriptions(self) -> list[str]:
         """The topic filters to subscribe to (QoS 1)."""
-        return [
-            f"{self.prefix}/+/events/#",
-            f"{self.prefix}/+/alarms/#",
-            f"{self.prefix}/+/deadletter",
-        ]
+        return central_filters(self.prefix)
 
     def handle(self, topic: str, payload: bytes) -> bool:
         """Buffer what one message says; False (logged, counted) for what cannot be used, so
@@ -671,8 +668,8 @@ class CentralIngest:
         return True
 
     def _event(self, site: str, payload: bytes) -> None:
+        from carehub.events import CanonicalEvent, EventType
         from carehub.site import DeviceKind
-        from gateway.events import CanonicalEvent, EventType
         from gateway.store.base import DeviceState
 
         event = CanonicalEvent.model_validate_json(payload)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from carehub.broker import EmbeddedBroker, LocalBroker, MosquittoBroker, find_mosquitto
+from app.broker import EmbeddedBroker, LocalBroker, MosquittoBroker, find_mosquitto
 from carehub.mqtt import Protocol
 from carehub.site import Site, SiteIndex, load_site
 from tests.support.mqttprobe import MqttProbe

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from carehub.broker import EmbeddedBroker, LocalBroker, MosquittoBroker, reachable
+from app.broker import EmbeddedBroker, LocalBroker, MosquittoBroker, reachable
 from carehub.mqtt import Protocol
 from tests.support.mqttprobe import MqttProbe
 

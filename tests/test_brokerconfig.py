@@ -16,8 +16,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from carehub.broker import find_mosquitto, free_port, reachable
-from carehub.brokerconfig import mosquitto_hash, write_broker_config
+from app.broker import find_mosquitto, free_port, reachable
+from app.brokerconfig import mosquitto_hash, write_broker_config
 from carehub.site import Site
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def test_cli_writes_the_files(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "carehub",
+            "app",
             "broker-config",
             "--site",
             "sites/test.yaml",

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from carehub.broker import reachable
+from app.broker import reachable
 
 ROOT = Path(__file__).resolve().parent.parent
-CAREHUB = [sys.executable, "-m", "carehub"]
+CAREHUB = [sys.executable, "-m", "app"]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

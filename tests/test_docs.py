@@ -26,7 +26,7 @@ def test_readme_has_exactly_two_setup_commands() -> None:
 def test_every_command_the_readme_names_exists() -> None:
     import typer.main
 
-    from carehub.cli import app
+    from app.cli import app
 
     cli = typer.main.get_command(app)
     text = (ROOT / "README.md").read_text()

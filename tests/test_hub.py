@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from carehub.broker import MosquittoBroker, free_port
+from app.broker import MosquittoBroker, free_port
 from tests.support.mqttprobe import MqttProbe
 from tests.support.procs import CAREHUB, Proc, carehub_env
 

@@ -23,7 +23,7 @@ import pytest
 from services.alarms.store import AlarmStore
 
 ROOT = Path(__file__).resolve().parent.parent
-CAREHUB = [sys.executable, "-m", "carehub"]
+CAREHUB = [sys.executable, "-m", "app"]
 NIGHT = datetime(2026, 11, 10, 21, 0, tzinfo=UTC)  # 22:00 Copenhagen: the night of 10 Nov
 
 

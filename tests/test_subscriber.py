@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from carehub.broker import LocalBroker
+from app.broker import LocalBroker
 from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget
 from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig

@@ -175,7 +175,7 @@ def write_central(
     """Write mosquitto.conf, passwd, acl and credentials.json for the central broker; answers
     the credentials (client → password)."""
     try:
-        from carehub.brokerconfig import mosquitto_hash
+        from app.brokerconfig import mosquitto_hash
     except ImportError as err:
         msg = "`central` needs the project's Python: .venv/bin/python deploy/mosquitto/bridge.py"
         raise BridgeConfigError(msg) from err

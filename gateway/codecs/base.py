@@ -15,9 +15,9 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, TypeAdapter, ValidationError
 
+from carehub.events import EventType
 from carehub.site import DeviceKind
 from gateway.errors import GatewayError
-from gateway.events import EventType
 
 MAX_PAYLOAD_BYTES = 4096
 """SPEC §3: every uplink is at most 4 KiB; anything larger is refused before parsing."""

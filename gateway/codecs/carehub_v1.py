@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from carehub.events import EventType
 from carehub.site import DeviceKind
 from gateway.codecs.base import Codec, DecodeContext, Decoded, UtcDatetime, parse
-from gateway.events import EventType
 
 SEQ_MODULUS = 2**31
 

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from carehub.events import EventType
 from carehub.site import DeviceKind
 from gateway.codecs.base import (
     Codec,
@@ -20,7 +21,6 @@ from gateway.codecs.base import (
     UtcDatetime,
     parse,
 )
-from gateway.events import EventType
 
 
 class _Strict(BaseModel):

@@ -10,9 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
+from carehub.events import EventType
 from carehub.site import DeviceKind
 from gateway.codecs.base import Codec, DecodeContext, Decoded, parse
-from gateway.events import EventType
 
 FALL_CONFIDENCE = 0.9
 """The radar reports no confidence; its vendor states ~90 % precision for fall_state."""

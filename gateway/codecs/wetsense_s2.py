@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from carehub.events import EventType
 from carehub.site import DeviceKind
 from gateway.codecs.base import Codec, CodecError, DecodeContext, Decoded, Reason, parse
-from gateway.events import EventType
 
 SEQ_MODULUS = 65536
 BATTERY_EMPTY_MV = 2400

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from carehub.events import EventType
 from carehub.site import DeviceKind
 from gateway.codecs.base import Codec, DecodeContext, Decoded, parse
-from gateway.events import EventType
 
 
 class Report(BaseModel):

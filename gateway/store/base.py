@@ -16,8 +16,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from carehub.events import CanonicalEvent, EventType
 from carehub.site import DeviceKind
-from gateway.events import CanonicalEvent, EventType
 
 DEAD_LETTER_PAYLOAD_BYTES = 1024
 """Dead letters keep the first KiB of a payload: enough to see what was wrong."""

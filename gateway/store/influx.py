@@ -29,9 +29,9 @@ from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
+from carehub.events import CanonicalEvent, EventType
 from carehub.site import DeviceKind
 from gateway.errors import StoreUnavailableError
-from gateway.events import CanonicalEvent, EventType
 from gateway.store import influx_schema as s
 from gateway.store.base import DeadLetter, DedupeHit, DeviceState, Seconds, SeqState
 

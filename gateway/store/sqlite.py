@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from carehub.events import CanonicalEvent, EventType
 from carehub.site import DeviceKind
-from gateway.events import CanonicalEvent, EventType
 from gateway.store.base import (
     DeadLetter,
     DedupeHit,

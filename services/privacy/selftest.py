@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from gateway.selftest import SELFTEST_DEVICE, selftest_event_id, selftest_topic
+from carehub.topics import SELFTEST_DEVICE, SiteTopics
+from gateway.selftest import selftest_event_id
 from services.alarms.service import AlarmService
 from services.rules.engine import self_test_alarm_id
 
@@ -63,7 +64,7 @@ class SelfTestResult:
 
 def events_filter(prefix: str, site: str) -> str:
     """What the web app subscribes to so it can see self-test events pass."""
-    return f"{prefix}/{site}/events/system/{SELFTEST_DEVICE}"
+    return SiteTopics(prefix, site).event("system", SELFTEST_DEVICE)
 
 
 class SelfTest:
@@ -106,7 +107,7 @@ class SelfTest:
         try:
             request = {"selftest_id": selftest_id, "requested_by": actor}
             published = self.link.publish(
-                selftest_topic(self.prefix, self.site),
+                SiteTopics(self.prefix, self.site).selftest_request(),
                 json.dumps(request).encode(),
                 min(PUBLISH_TIMEOUT_S, self.timeout_s),
             )

@@ -27,8 +27,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from carehub.clock import Clock
+from carehub.events import CanonicalEvent, EventType
 from carehub.site import Priority, SiteIndex
-from gateway.events import CanonicalEvent, EventType
 from services.alarms import model
 from services.alarms.errors import InvalidTransitionError
 from services.alarms.lifecycle import ESCALATE, REMIND, arm_timers, disarm_timers, target_json

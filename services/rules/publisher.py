@@ -14,6 +14,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from carehub.site import EscalationTarget
+from carehub.topics import SiteTopics
 from services.alarms.notify import WebhookNotifier
 from services.alarms.store import AlarmStore, Change
 
@@ -25,7 +26,7 @@ PUBLISH_TIMEOUT_S = 5.0
 
 def alarm_topic(prefix: str, site: str, alarm_id: str) -> str:
     """`{prefix}/{site}/alarms/{alarm_id}` (SPEC §2)."""
-    return f"{prefix}/{site}/alarms/{alarm_id}"
+    return SiteTopics(prefix, site).alarm(alarm_id)
 
 
 class AlarmPublisher:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from carehub.events import CanonicalEvent, EventType
 from carehub.site import (
     BatteryLowRule,
     DeviceFaultRule,
@@ -24,7 +25,6 @@ from carehub.site import (
     Priority,
     SensorSilentRule,
 )
-from gateway.events import CanonicalEvent, EventType
 
 SubjectBy = Literal["resident", "device"]
 

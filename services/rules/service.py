@@ -23,12 +23,13 @@ from pydantic import ValidationError
 
 from carehub.clock import Clock, SystemClock
 from carehub.errors import ConfigError
+from carehub.events import CanonicalEvent
 from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget, Settings
 from carehub.site import SiteIndex
 from carehub.storewatch import StoreWatch
 from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig
-from gateway.events import CanonicalEvent
+from carehub.topics import SiteTopics
 from services.alarms.notify import WebhookNotifier
 from services.alarms.service import AlarmService
 from services.alarms.store import AlarmStore
@@ -141,7 +142,7 @@ class RulesService:
     @property
     def events_filter(self) -> str:
         """The subscription: every canonical event of this site."""
-        return f"{self.config.prefix}/{self.site}/events/#"
+        return SiteTopics(self.config.prefix, self.site).events_filter()
 
     # --- lifecycle ------------------------------------------------------------------------
 

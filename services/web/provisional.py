@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from carehub.topics import SiteTopics
 from services.web.ports import AlarmsPort, ConflictError
 
 _LOGGER = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class BoardAlarms:
 
     def __init__(self, inner: AlarmsPort, prefix: str, site: str) -> None:
         self.inner = inner
-        self._topic_head = f"{prefix}/{site}/provisional/"
+        self._topic_head = SiteTopics(prefix, site).provisional_head()
         self._provisional: dict[str, dict[str, Any]] = {}
         """topic → provisional alarm JSON, while announced."""
         self._listeners: list[Listener] = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carehub.broker import find_mosquitto, reachable
+from app.broker import find_mosquitto, reachable
 from gateway.store import influx_schema as s
 from services.timeseries import CentralIngest, TimeseriesWriter
 from tests.deploy.lineprotocol import Line, lines_of

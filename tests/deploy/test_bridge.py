@@ -16,8 +16,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from carehub.broker import find_mosquitto, free_port
-from carehub.brokerconfig import config_text, mosquitto_hash, write_broker_config
+from app.broker import find_mosquitto, free_port
+from app.brokerconfig import config_text, mosquitto_hash, write_broker_config
 from carehub.site import Site, SiteIndex
 from deploy.mosquitto import bridge
 from tests.conftest import NO_MOSQUITTO

@@ -23,8 +23,8 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
+from app.broker import free_port
 from carehub import heartbeat
-from carehub.broker import free_port
 from carehub.mqtt import ClientOptions, close, connect_blocking
 from carehub.settings import MqttTarget, Settings
 from carehub.site import Site

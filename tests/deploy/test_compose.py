@@ -13,7 +13,7 @@ import pytest
 import yaml
 from check_jsonschema.builtin_schemas import get_builtin_schema
 
-from carehub.cli import app
+from app.cli import app
 from carehub.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def test_the_mosquitto_config_the_broker_runs_is_mounted() -> None:
 
 
 def test_carehub_services_run_existing_commands_and_parts() -> None:
-    from carehub.hub import PARTS
+    from app.hub import PARTS
 
     commands = carehub_commands()
     for name in CAREHUB_SERVICES:
@@ -124,7 +124,7 @@ def test_services_share_one_state_volume_and_name_only_real_settings() -> None:
 
 
 def test_each_service_logs_in_with_its_own_broker_credential() -> None:
-    from carehub.brokerconfig import SERVICES
+    from app.brokerconfig import SERVICES
 
     for name in CAREHUB_SERVICES:
         url = services()[name]["environment"]["CAREHUB_MQTT_URL"]
@@ -216,7 +216,7 @@ def test_the_central_stack_serves_the_same_dashboards_and_datasource() -> None:
 def test_the_central_ingest_runs_the_hub_image_as_carehub_central() -> None:
     """`carehub run central` from the same image and with the same InfluxDB settings as a care
     home's hub, logged in as bridge.py's reader, no site file, and a health check of its own."""
-    from carehub.hub import CENTRAL, RUN_PARTS
+    from app.hub import CENTRAL, RUN_PARTS
     from deploy.mosquitto.bridge import CENTRAL_READER
 
     ingest = compose(COMPOSE_FILES[1])["services"]["ingest"]

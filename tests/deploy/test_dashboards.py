@@ -12,7 +12,7 @@ from typing import Any, get_args
 import pytest
 import yaml
 
-from gateway.events import EventKind, EventType
+from carehub.events import EventKind, EventType
 from gateway.store import influx_schema as s
 from services.alarms.model import RULE_KIND, AlarmState, Outcome
 from services.alarms.store import ChangeReason

@@ -10,12 +10,12 @@ import pytest
 import typer.main
 import yaml
 
-from carehub.cli import app
+from app.cli import app
 from carehub.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "docs" / "deployment.md", ROOT / "docs" / "multisite.md"]
-SOURCES = ("carehub", "gateway", "services")
+SOURCES = ("app", "carehub", "gateway", "services")
 
 
 def text(page: Path) -> str:
@@ -28,7 +28,7 @@ def test_every_carehub_command_exists(page: Path) -> None:
     named = set(re.findall(r"(?:carehub|carehub\.sh) ([a-z][a-z-]+)", text(page)))
     named -= {"run", "health"} & named  # parts checked below
     assert named <= commands, named - commands
-    from carehub.hub import RUN_PARTS
+    from app.hub import RUN_PARTS
 
     for part in re.findall(r"carehub (?:run|health) ([a-z]+)", text(page)):
         assert part in (*RUN_PARTS, "all"), part

@@ -330,8 +330,8 @@ def test_writer_from_settings(tmp_path: Path) -> None:
 
 def test_the_gateway_writes_what_the_schema_names() -> None:
     """The dashboards are checked against the schema; the gateway must write just that."""
+    from carehub.events import CanonicalEvent, EventType
     from carehub.site import DeviceKind
-    from gateway.events import CanonicalEvent, EventType
     from gateway.store.base import DeadLetter, DeviceState, SeqState
     from gateway.store.influx import InfluxEventStore
 

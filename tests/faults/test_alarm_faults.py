@@ -26,7 +26,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from carehub.broker import MosquittoBroker
+from app.broker import MosquittoBroker
 from tests.support.mqttprobe import MqttProbe
 from tests.support.procs import Proc, carehub_env
 

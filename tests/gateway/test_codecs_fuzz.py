@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from carehub.events import EventType
 from carehub.site import DeviceKind, SiteIndex
 from gateway.codecs import MAX_PAYLOAD_BYTES, CodecError, DecodeContext, Decoded, registry
-from gateway.events import EventType
 from gateway.pipeline import Ingestor, Outcome
 from gateway.store.sqlite import SqliteEventStore
 

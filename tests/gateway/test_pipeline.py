@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from carehub.events import event_id_for
 from carehub.site import SiteIndex
-from gateway.events import event_id_for
 from gateway.pipeline import MAX_SEQ_GAP, Ingestor, Outcome
 from gateway.store.sqlite import SqliteEventStore
 from tests.gateway.conftest import SITE, T0, native, up

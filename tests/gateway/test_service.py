@@ -15,7 +15,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from carehub.broker import LocalBroker, MosquittoBroker
+from app.broker import LocalBroker, MosquittoBroker
 from carehub.clock import FakeClock
 from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from carehub.events import CanonicalEvent, EventType, event_id_for
 from carehub.site import DeviceKind
-from gateway.events import CanonicalEvent, EventType, event_id_for
 from gateway.store.base import DeadLetter, DeviceState, EventStore, SeqState
 from gateway.store.sqlite import SqliteEventStore
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from carehub.broker import LocalBroker
+from app.broker import LocalBroker
 from carehub.mqtt import Protocol
 from tests.support.mqttprobe import MqttProbe
 from tests.web.conftest import bearer, live_hub, server, users, web_ctx

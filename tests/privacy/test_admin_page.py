@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from carehub.hub import Hub
+from app.hub import Hub
 from tests.support.server import ServerThread
 from tests.web.test_auth import _browser_login
 from tests.web.test_browser_basic import ARTIFACTS, browser, login, phone

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from carehub.broker import LocalBroker
-from carehub.hub import Hub
+from app.broker import LocalBroker
+from app.hub import Hub
 from carehub.mqtt import Protocol
 from tests.privacy.conftest import api, publish_fall, wait_until
 from tests.support.server import ServerThread

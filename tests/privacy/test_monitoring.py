@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.broker import LocalBroker
+from app.hub import Hub
 from carehub import heartbeat
-from carehub.broker import LocalBroker
 from carehub.clock import FakeClock
-from carehub.hub import Hub
 from carehub.mqtt import Protocol
 from carehub.site import SiteIndex, load_site
 from services.alarms.store import AlarmStore

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from carehub.broker import LocalBroker
-from carehub.hub import Hub, HubOptions
+from app.broker import LocalBroker
+from app.hub import Hub, HubOptions
 from carehub.mqtt import Protocol
 from carehub.settings import Settings
 from carehub.site import Site

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from app.hub import Hub
 from carehub.clock import FakeClock
-from carehub.hub import Hub
+from carehub.events import CanonicalEvent
 from carehub.site import SiteIndex
-from gateway.events import CanonicalEvent
 from gateway.pipeline import Ingestor
 from gateway.store.sqlite import SqliteEventStore
 from services.alarms.errors import AlarmError

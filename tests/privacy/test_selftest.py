@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.hub import Hub
 from carehub.clock import FakeClock
-from carehub.hub import Hub
 from carehub.mqtt import ClientOptions
 from carehub.settings import MqttTarget
 from carehub.site import SiteIndex
@@ -112,7 +112,7 @@ def test_selftest_names_the_stage_that_failed(live_hub: tuple[Hub, ServerThread]
 
 @pytest.mark.broker
 def test_selftest_without_a_broker_is_not_published(live_hub: tuple[Hub, ServerThread]) -> None:
-    from carehub.hub import _BrokerWatch
+    from app.hub import _BrokerWatch
 
     hub, _server = live_hub
     nowhere = _BrokerWatch(MqttTarget("127.0.0.1", 1), ClientOptions(client_id="carehub-api"))

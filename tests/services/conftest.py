@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import pytest
 
 from carehub.clock import FakeClock
+from carehub.events import CanonicalEvent, EventType, event_id_for
 from carehub.site import Escalation, Site, SiteIndex
-from gateway.events import CanonicalEvent, EventType, event_id_for
 from services.alarms.service import AlarmService
 from services.alarms.store import AlarmStore
 from services.rules.engine import EngineConfig, RulesEngine

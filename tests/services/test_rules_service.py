@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from carehub.broker import LocalBroker, MosquittoBroker
+from app.broker import LocalBroker, MosquittoBroker
 from carehub.clock import FakeClock
+from carehub.events import CanonicalEvent
 from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget
 from carehub.site import Escalation, Site, SiteIndex
-from gateway.events import CanonicalEvent
 from services.alarms.notify import WebhookNotifier
 from services.alarms.service import AlarmService
 from services.alarms.store import AlarmStore

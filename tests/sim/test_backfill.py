@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from app.backfill import STAFF, backfill
 from carehub.site import Site, SiteIndex
-from firmware_sim.backfill import STAFF, backfill
 from gateway.store.sqlite import SqliteEventStore
 from services.alarms.store import AlarmStore
 from services.reports.service import StoreReportSource, freed_hours

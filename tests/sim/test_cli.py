@@ -15,17 +15,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from carehub.broker import LocalBroker
-from carehub.cli import app
+from app.broker import LocalBroker
+from app.cli import app
+from app.commands.sim import default_start, parse_speed
 from carehub.mqtt import Protocol
 from carehub.settings import get_settings
 from carehub.site import SiteIndex
-from firmware_sim.commands import default_start, parse_speed
 from tests.support.mqttprobe import MqttProbe
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = str(ROOT / "sites" / "test.yaml")
-CAREHUB = [sys.executable, "-m", "carehub"]
+CAREHUB = [sys.executable, "-m", "app"]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer.main
 
-from carehub.cli import app
+from app.cli import app
 from firmware_sim.faults import Faults
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "simulator.md").read_text()

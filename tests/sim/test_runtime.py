@@ -20,8 +20,8 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from carehub.broker import LocalBroker, MosquittoBroker, find_mosquitto, free_port, reachable
-from carehub.brokerconfig import write_broker_config
+from app.broker import LocalBroker, MosquittoBroker, find_mosquitto, free_port, reachable
+from app.brokerconfig import write_broker_config
 from carehub.clock import FakeClock, ScaledClock
 from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget

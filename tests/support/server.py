@@ -8,7 +8,7 @@ from typing import Any
 
 import uvicorn
 
-from carehub.broker import free_port
+from app.broker import free_port
 
 
 class ServerThread:

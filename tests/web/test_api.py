@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from carehub.broker import LocalBroker
-from carehub.hub import Hub
+from app.broker import LocalBroker
+from app.hub import Hub
 from carehub.mqtt import Protocol
 from tests.support.mqttprobe import MqttProbe
 from tests.support.server import ServerThread

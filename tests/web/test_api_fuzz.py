@@ -10,7 +10,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from carehub.hub import Hub
+from app.hub import Hub
 from tests.support.server import ServerThread
 from tests.web.conftest import bearer
 

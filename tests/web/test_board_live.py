@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from playwright.sync_api import Page, expect
 
-from carehub.broker import LocalBroker
-from carehub.hub import Hub
+from app.broker import LocalBroker
+from app.hub import Hub
 from carehub.mqtt import Protocol
 from tests.support.mqttprobe import MqttProbe
 from tests.support.server import ServerThread

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from carehub.hub import Hub
+from app.hub import Hub
 from tests.support.server import ServerThread
 from tests.web.test_browser_basic import ARTIFACTS, browser, login, phone
 

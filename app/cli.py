@@ -1,4 +1,4 @@
-"""The `carehub` command (SPEC §8).
+"""The `carehub` command (docs/cli.md).
 
 Each command imports its part of CareHub only when it runs, so `carehub check-config` stays
 fast and a missing optional part never breaks the others. Exit status: 0 success, 2 bad usage
@@ -8,14 +8,16 @@ or bad input, with a message that says what to fix.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
+from app.cliutil import SiteOption, Stop, fail, resolve_site_path, setup_logging
+from app.commands import gateway as gateway_commands
+from app.commands import services as services_commands
+from app.commands import sim as sim_commands
+from app.commands import users as user_commands
 from carehub.errors import ConfigError
 
 app = typer.Typer(
@@ -28,63 +30,6 @@ app = typer.Typer(
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = REPO_ROOT / "sites" / "demo.yaml"
-
-SiteOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--site",
-        "--config",
-        help="Site file (YAML). Default: $CAREHUB_SITE_FILE.",
-        show_default=False,
-    ),
-]
-
-
-def fail(message: str) -> NoReturn:
-    """Print what to fix and exit with status 2."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def resolve_site_path(site: Path | None) -> Path:
-    """The site file from --site or CAREHUB_SITE_FILE."""
-    from carehub.settings import get_settings
-
-    path = site or get_settings().site_file
-    if path is None:
-        fail("no site file: pass --site FILE or set CAREHUB_SITE_FILE")
-    return path
-
-
-def _setup_logging(quiet: bool = False) -> None:
-    """`quiet` (the demo): warnings only, unless CAREHUB_LOG_LEVEL says otherwise, so the
-    terminal shows the URL, the logins and a status line rather than every alarm."""
-    import os
-
-    from carehub.settings import get_settings
-
-    level = get_settings().log_level.upper()
-    if quiet and "CAREHUB_LOG_LEVEL" not in os.environ:
-        level = "WARNING"
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-class _Stop:
-    """Turns SIGINT and SIGTERM into one event the main thread waits on."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        signal.signal(signal.SIGINT, self._handle)
-        signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger(__name__).info("signal %s: stopping", signal.Signals(signum).name)
-        self.event.set()
-
-    def wait(self) -> None:
-        """Sleep until a signal arrives."""
-        while not self.event.wait(0.5):
-            pass
 
 
 @app.command("check-config")
@@ -118,9 +63,9 @@ def demo(
     seed: Annotated[int, typer.Option(help="The same seed gives the same care home.")] = 1,
 ) -> None:
     """Run the whole hub on embedded defaults: broker, hub, simulated care home, web app."""
-    from carehub.demo import run_demo
+    from app.demo import run_demo
 
-    _setup_logging(quiet=True)
+    setup_logging(quiet=True)
     if speed <= 0:
         fail("--speed must be positive")
     if history_days < 0:
@@ -130,7 +75,7 @@ def demo(
             site,
             speed=speed,
             http_port=port,
-            stop=_Stop().event,
+            stop=Stop().event,
             history_days=history_days,
             seed=seed,
         )
@@ -149,12 +94,12 @@ def run(
     site: SiteOption = None,
 ) -> None:
     """Run the production services (one part per container, or all in one process)."""
-    from carehub.hub import CENTRAL, Hub, parse_parts
+    from app.hub import CENTRAL, Hub, parse_parts
     from carehub.settings import get_settings
     from carehub.site import load_site
 
-    _setup_logging()
-    stop = _Stop()
+    setup_logging()
+    stop = Stop()
     try:
         parts = parse_parts(part)
     except ConfigError as err:
@@ -182,7 +127,7 @@ def run(
         log.info("stopped")
 
 
-def _run_central(stop: _Stop, site: Path | None) -> None:
+def _run_central(stop: Stop, site: Path | None) -> None:
     """`carehub run central`: every site's bridged messages into the central InfluxDB."""
     from carehub.settings import get_settings
     from services.central import CentralService
@@ -217,7 +162,7 @@ def broker_config(
     rotate: Annotated[bool, typer.Option(help="New credentials for every client.")] = False,
 ) -> None:
     """Write mosquitto.conf, passwd, acl and credentials.json (0600) for the site."""
-    from carehub.brokerconfig import write_broker_config
+    from app.brokerconfig import write_broker_config
     from carehub.settings import get_settings
     from carehub.site import load_site
 
@@ -253,15 +198,10 @@ def health(
 
 def _register_parts() -> None:
     """Each part of CareHub contributes its own commands."""
-    from firmware_sim.commands import register as register_sim
-    from gateway.commands import register as register_gateway
-    from services.commands import register as register_services
-    from services.web.commands import register as register_web
-
-    register_sim(app)
-    register_gateway(app)
-    register_services(app)
-    register_web(app)
+    sim_commands.register(app)
+    gateway_commands.register(app)
+    services_commands.register(app)
+    user_commands.register(app)
     try:
         from bench.commands import register as register_bench
     except ImportError:  # an installation without the benchmarks (bench/ is a dev tool)

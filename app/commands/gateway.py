@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from app.cliutil import fail, resolve_site_path
+
 MAX_BAD_LINES_SHOWN = 20
 
 
@@ -21,11 +23,10 @@ def import_cmd(
     ] = None,
 ) -> None:
     """Load history from an earlier system or another hub, so its nights can be reported."""
-    from carehub.cli import fail, resolve_site_path
+    from app.importer import import_history, read_lines
     from carehub.errors import ConfigError
     from carehub.settings import get_settings
     from carehub.site import SiteIndex, load_site
-    from gateway.importer import import_history, read_lines
     from gateway.pipeline import Ingestor
     from gateway.store import open_store
     from services.alarms.store import AlarmStore

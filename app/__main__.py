@@ -1,6 +1,6 @@
 """`python -m carehub` is the `carehub` command."""
 
-from carehub.cli import main
+from app.cli import main
 
 if __name__ == "__main__":  # not when a spawned worker process imports this module
     main()

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from app.cliutil import fail, resolve_site_path
+
 report_app = typer.Typer(help="Reports from the stored history.", no_args_is_help=True)
 
 
@@ -84,7 +86,6 @@ def table(report: dict[str, Any]) -> str:
 
 
 def _open(site_path: Path | None) -> tuple[Any, Any, Any, Any]:
-    from carehub.cli import fail, resolve_site_path
     from carehub.errors import ConfigError
     from carehub.settings import get_settings
     from carehub.site import SiteIndex, load_site
@@ -115,7 +116,6 @@ def _open(site_path: Path | None) -> tuple[Any, Any, Any, Any]:
 def _period(index: Any, first: date | None, last: date | None) -> tuple[date, date]:
     from datetime import UTC, datetime
 
-    from carehub.cli import fail
     from services.reports.service import report_period
 
     try:
@@ -133,7 +133,6 @@ def freed_hours_cmd(
     site: SiteOpt = None,
 ) -> None:
     """How many night-shift hours the sensors freed (SPEC §6), with the assumptions used."""
-    from carehub.cli import fail
     from services.reports.service import freed_hours, freed_hours_csv
 
     index, events, alarms, source = _open(site)

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from carehub.site import DeviceKind
+from carehub.topics import SiteTopics
 
 EVENT_NAMESPACE = uuid.UUID("6b1f4f0e-3c0a-4d61-9a55-2f7d3c2a8e10")
 """Fixed namespace for event ids; changing it would change every stored id."""
@@ -99,7 +100,7 @@ class CanonicalEvent(BaseModel):
 
     def topic(self, prefix: str) -> str:
         """Where the gateway publishes it: `{prefix}/{site}/events/{kind}/{device_id}`."""
-        return f"{prefix}/{self.site}/events/{self.kind.value}/{self.device_id}"
+        return SiteTopics(prefix, self.site).event(self.kind.value, self.device_id)
 
 
 def utc(dt: datetime) -> datetime:

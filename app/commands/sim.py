@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from app.cliutil import Stop, fail, resolve_site_path
+
 if TYPE_CHECKING:
     from carehub.site import SiteIndex
     from firmware_sim.runtime import Simulator
@@ -98,7 +100,6 @@ def sim(
     ] = None,
 ) -> None:
     """Simulated devices of a care home publishing over MQTT (Ctrl-C stops)."""
-    from carehub.cli import _Stop, fail, resolve_site_path
     from carehub.clock import ScaledClock
     from carehub.errors import ConfigError
     from carehub.settings import MqttTarget, get_settings
@@ -149,7 +150,7 @@ def sim(
         webhook_token=token.get_secret_value() if token else None,
         ca_file=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
     )
-    stop = _Stop()
+    stop = Stop()
     local = begin.astimezone(index.tz)
     typer.echo(
         f"simulating {parsed.name}: {len(simulator.devices)} devices on {target.url()}, "
@@ -191,11 +192,10 @@ def backfill_cmd(
     db: Annotated[Path | None, typer.Option(help="SQLite file. Default: $CAREHUB_DB.")] = None,
 ) -> None:
     """Write N days of simulated history through the gateway and rules, for the reports."""
-    from carehub.cli import fail, resolve_site_path
+    from app.backfill import backfill
     from carehub.errors import ConfigError
     from carehub.settings import get_settings
     from carehub.site import SiteIndex, load_site
-    from firmware_sim.backfill import backfill
 
     if days <= 0:
         fail("--days must be at least 1")

@@ -90,7 +90,7 @@ class _WebServer:
     def __init__(self, app: Any, host: str, port: int) -> None:
         import uvicorn
 
-        from carehub.broker import free_port
+        from app.broker import free_port
 
         self.host = host
         self.port = port or free_port(host)
@@ -379,7 +379,7 @@ class Hub:
     def api_context(self) -> Any:
         """The web app's view of this hub (services.web.context.HubContext); its stores and
         broker watch close with the hub. Tests serve it themselves to stop and restart it."""
-        from gateway.emergency import provisional_filter
+        from carehub.topics import SiteTopics
         from gateway.store import open_store
         from services.privacy.aggregates import AggregateStore, site_digest
         from services.privacy.monitoring import MonitoringStore
@@ -405,7 +405,10 @@ class Hub:
                 protocol=self.options.protocol,
                 ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
             ),
-            subscriptions=(events_filter(prefix, site), provisional_filter(prefix, site)),
+            subscriptions=(
+                events_filter(prefix, site),
+                SiteTopics(prefix, site).provisional_filter(),
+            ),
         )
         # the board shows the gateway's provisional fall alarms while the store hangs
         board = BoardAlarms(self.alarms, prefix, site)

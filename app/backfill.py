@@ -39,10 +39,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from carehub.clock import FakeClock
+from carehub.events import CanonicalEvent
 from carehub.site import SensorSilentRule, Site, SiteIndex
 from firmware_sim.worker import Row, rows
 from firmware_sim.world import Pacing
-from gateway.events import CanonicalEvent
 from gateway.pipeline import Ingestor
 from gateway.store.sqlite import SqliteEventStore
 from services.alarms.errors import AlarmError

@@ -23,9 +23,9 @@ from typing import Any
 import typer
 from pydantic import SecretStr
 
-from carehub.broker import LocalBroker, MosquittoBroker, reachable, start_local_broker
+from app.broker import LocalBroker, MosquittoBroker, reachable, start_local_broker
+from app.hub import Hub, HubOptions
 from carehub.clock import ScaledClock
-from carehub.hub import Hub, HubOptions
 from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget, Settings, get_settings
 from carehub.site import Site, SiteIndex, load_site
@@ -107,7 +107,7 @@ def _history(
     written through the gateway and rules like live data (`carehub backfill`)."""
     if days <= 0:
         return
-    from firmware_sim.backfill import backfill
+    from app.backfill import backfill
 
     typer.echo(f"  history  simulating the {days} days before tonight ...")
 

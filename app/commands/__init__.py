@@ -1,0 +1,1 @@
+"""Each part's `carehub` sub-commands; `app.cli` registers them."""
