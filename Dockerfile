@@ -7,6 +7,7 @@ WORKDIR /app
 # Dependencies first, from the lock file only: a source change does not re-install them.
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --locked --no-dev --no-install-project
+COPY app app
 COPY carehub carehub
 COPY gateway gateway
 COPY services services
