@@ -7,16 +7,18 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from carehub import timefmt
+from carehub.topics import SiteTopics
+
 
 def rfc3339(when: datetime | None = None) -> str:
-    """`2026-11-22T23:14:05.120Z`."""
-    when = when or datetime.now(UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    """`2026-11-22T23:14:05.120Z`: now, as a device's firmware writes it."""
+    return timefmt.rfc3339(when or datetime.now(UTC), "milliseconds")
 
 
 def uplink_topic(prefix: str, site: str, device_id: str) -> str:
     """Where a device publishes its uplinks."""
-    return f"{prefix}/{site}/devices/{device_id}/up"
+    return SiteTopics(prefix, site).device_up(device_id)
 
 
 class Stream:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from carehub.timefmt import rfc3339
+
 Channel = Literal["mqtt", "webhook"]
 
 NATIVE_SEQ_MODULUS = 2**31
@@ -68,9 +70,9 @@ class Wire:
     channel: Channel = "mqtt"
 
 
-def rfc3339(t: float) -> str:
+def firmware_time(t: float) -> str:
     """Unix seconds → RFC 3339 UTC with milliseconds, as the firmware formats it."""
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339(datetime.fromtimestamp(t, UTC), "milliseconds")
 
 
 def _json(obj: dict[str, Any]) -> bytes:
@@ -79,7 +81,7 @@ def _json(obj: dict[str, Any]) -> bytes:
 
 def native(dev: DeviceState, t: float, etype: str, fields: dict[str, Any]) -> list[Wire]:
     """carehub-v1: every kind, SPEC §3."""
-    body = {"v": 1, "seq": dev.next_seq(), "ts": rfc3339(dev.device_time(t)), "type": etype}
+    body = {"v": 1, "seq": dev.next_seq(), "ts": firmware_time(dev.device_time(t)), "type": etype}
     body.update(fields)
     return [Wire(dev.topic_up, _json(body))]
 

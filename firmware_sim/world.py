@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from carehub.site import Binding, Site, SiteIndex
 from carehub.topics import SiteTopics
-from firmware_sim.encoders import Channel, DeviceState, encode, rfc3339, seen_level
+from firmware_sim.encoders import Channel, DeviceState, encode, firmware_time, seen_level
 
 DAY_S = 86_400.0
 FALL_REPEAT_S = 30.0
@@ -626,7 +626,9 @@ class CareHome:
             self._staff(fixed, device_id, "resolve", "device_fault", "other")
             self._push(fixed + 60, "dose", rid, dose_id, "on_time", u)
             return
-        yield from self._send(t, device_id, "dose_due", {"dose_id": dose_id, "due": rfc3339(t)})
+        yield from self._send(
+            t, device_id, "dose_due", {"dose_id": dose_id, "due": firmware_time(t)}
+        )
         self._push(t + 20, "send", device_id, "dispensed", {"dose_id": dose_id})
         if outcome == "on_time":
             self._push(t + (1 + u * 19) * 60, "send", device_id, "taken", {"dose_id": dose_id})

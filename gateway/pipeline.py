@@ -19,6 +19,7 @@ from enum import StrEnum
 
 from carehub.events import KIND_TYPES, CanonicalEvent, event_id_for, utc
 from carehub.site import Binding, SiteIndex
+from carehub.timefmt import rfc3339
 from carehub.topics import SELFTEST_DEVICE, Route, TopicMap
 from gateway.codecs import (
     Codec,
@@ -39,7 +40,6 @@ from gateway.store.base import (
     EventStore,
     SeqState,
     StatusSource,
-    rfc3339,
 )
 
 _LOGGER = logging.getLogger(__name__)

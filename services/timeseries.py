@@ -46,6 +46,7 @@ from urllib3.exceptions import HTTPError
 from carehub.clock import Clock, SystemClock
 from carehub.errors import CareHubError, ConfigError
 from carehub.settings import Settings
+from carehub.timefmt import to_us
 from carehub.topics import central_filters
 from gateway.store import influx_schema as s
 
@@ -80,11 +81,6 @@ class WriteApi(Protocol):
     def close(self) -> None:
         """Release the API."""
         ...
-
-
-def _us(when: datetime) -> int:
-    delta = when.astimezone(UTC) - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _time(value: Any) -> datetime | None:
@@ -179,7 +175,7 @@ def alarm_change_point(
     for name in s.ALARM_CHANGE_FIELDS:
         if fields[name] is not None:
             point = point.field(name, fields[name])
-    return point.time(_us(when), WritePrecision.US)
+    return point.time(to_us(when), WritePrecision.US)
 
 
 def envelope_point(envelope: Mapping[str, Any]) -> Any:
@@ -222,7 +218,7 @@ def _freed_point(site: str, ward: str | None, when: datetime, values: Mapping[st
         # one type per field for ever: counts are ints, everything else floats
         typed = int(value) if name == s.FREED_HOURS_FIELD_RESIDENT_NIGHTS else float(value)
         point = point.field(name, typed)
-    return point.time(_us(when), WritePrecision.US)
+    return point.time(to_us(when), WritePrecision.US)
 
 
 def freed_hours_points(report: Mapping[str, Any]) -> list[Any]:

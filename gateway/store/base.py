@@ -18,16 +18,12 @@ import numpy.typing as npt
 
 from carehub.events import CanonicalEvent, EventType
 from carehub.site import DeviceKind
+from carehub.timefmt import rfc3339
 
 DEAD_LETTER_PAYLOAD_BYTES = 1024
 """Dead letters keep the first KiB of a payload: enough to see what was wrong."""
 
 Seconds = npt.NDArray[np.float64]
-
-
-def rfc3339(dt: datetime) -> str:
-    """UTC time as RFC 3339 with a Z, the form every CareHub payload uses."""
-    return dt.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from urllib3.exceptions import HTTPError
 
 from carehub.events import CanonicalEvent, EventType
 from carehub.site import DeviceKind
+from carehub.timefmt import from_us, to_us
 from gateway.errors import StoreUnavailableError
 from gateway.store import influx_schema as s
 from gateway.store.base import DeadLetter, DedupeHit, DeviceState, Seconds, SeqState
@@ -39,18 +40,12 @@ _LOGGER = logging.getLogger(__name__)
 
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 DEDUPE_LOOKBACK = timedelta(days=7)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = "2200-01-01T00:00:00Z"
 """Upper bound of open ranges: simulated and imported history may lie ahead of now()."""
 
 
-def _us(dt: datetime) -> int:
-    delta = dt.astimezone(UTC) - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def _dt(us: Any) -> datetime | None:
-    return None if us is None else _EPOCH + timedelta(microseconds=int(us))
+    return None if us is None else from_us(int(us))
 
 
 def _flux_str(value: str) -> str:
@@ -114,7 +109,7 @@ class InfluxEventStore:
                 p = p.tag(name, tags[name])
         p = (
             p.field(s.EVENT_FIELD_EVENT_ID, event.event_id)
-            .field(s.EVENT_FIELD_RECEIVED_AT, _us(event.received_at))
+            .field(s.EVENT_FIELD_RECEIVED_AT, to_us(event.received_at))
             .field(s.EVENT_FIELD_DATA, json.dumps(event.data, separators=(",", ":")))
             .field(s.EVENT_FIELD_DEDUPE_KEY, key)
             .field(s.EVENT_FIELD_DIGEST, digest)
@@ -129,7 +124,7 @@ class InfluxEventStore:
             value = event.data.get(name)
             if isinstance(value, str):
                 p = p.field(name, value)
-        p = p.time(_us(event.ts), WritePrecision.US)
+        p = p.time(to_us(event.ts), WritePrecision.US)
         with self._lock:
             self._buffer.append(p)
             self._dedupe[(event.device_id, key)] = DedupeHit(event.event_id, digest)
@@ -151,7 +146,7 @@ class InfluxEventStore:
             .field("payload", letter.payload)
             .field("encoding", letter.encoding)
             .field("truncated", letter.truncated)
-            .time(_us(letter.received_at), WritePrecision.US)
+            .time(to_us(letter.received_at), WritePrecision.US)
         )
         with self._lock:
             self._buffer.append(p)
@@ -165,12 +160,12 @@ class InfluxEventStore:
             .tag("kind", state.kind.value)
         )
         values: dict[str, Any] = {
-            "last_seen_us": _us(state.last_seen) if state.last_seen else None,
+            "last_seen_us": to_us(state.last_seen) if state.last_seen else None,
             "battery": None if state.battery is None else float(state.battery),
             "rssi": state.rssi,
             "online": state.online,
             "status_source": state.status_source,
-            "status_at_us": _us(state.status_at) if state.status_at else None,
+            "status_at_us": to_us(state.status_at) if state.status_at else None,
         }
         for name in s.DEVICE_STATE_FIELDS:
             if values[name] is not None:
@@ -192,7 +187,7 @@ class InfluxEventStore:
         if state.last_digest is not None:
             p = p.field("last_digest", state.last_digest)
         if state.last_received_at is not None:
-            p = p.field("last_received_at_us", _us(state.last_received_at))
+            p = p.field("last_received_at_us", to_us(state.last_received_at))
         with self._lock:
             self._buffer.append(p.time(time.time_ns() // 1000, WritePrecision.US))
 

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from carehub.events import CanonicalEvent, EventType
 from carehub.site import DeviceKind
+from carehub.timefmt import from_us, to_us
 from gateway.store.base import (
     DeadLetter,
     DedupeHit,
@@ -108,16 +109,11 @@ CREATE TABLE IF NOT EXISTS device_seq (
 
 
 def _us(dt: datetime | None) -> int | None:
-    if dt is None:
-        return None
-    delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return None if dt is None else to_us(dt)
 
 
 def _dt(us: int | None) -> datetime | None:
-    if us is None:
-        return None
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+    return None if us is None else from_us(us)
 
 
 def _dt_req(us: int) -> datetime:

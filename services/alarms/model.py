@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
 from carehub.site import Priority
+from carehub.timefmt import rfc3339
 from services.alarms.errors import InvalidTransitionError
 
 
@@ -71,11 +72,6 @@ _NEXT: dict[tuple[AlarmState, Action], AlarmState] = {
     (AlarmState.ACKNOWLEDGED, "resolve"): AlarmState.RESOLVED,
 }
 """Every allowed transition; anything else is refused."""
-
-
-def rfc3339(when: datetime) -> str:
-    """UTC, microseconds, with a `Z`: how every CareHub time is written."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Alarm(BaseModel):

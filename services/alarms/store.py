@@ -22,11 +22,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from services.alarms.model import Alarm, AlarmState, rfc3339
+from carehub.timefmt import from_us, rfc3339, to_us
+from services.alarms.model import Alarm, AlarmState
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -122,17 +123,6 @@ CREATE TABLE IF NOT EXISTS rule_timers (
 );
 CREATE INDEX IF NOT EXISTS rule_timers_due ON rule_timers (due_us);
 """
-
-
-def to_us(when: datetime) -> int:
-    """Aware datetime → integer Unix microseconds (the gateway's convention too)."""
-    delta = when.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(us: int) -> datetime:
-    """Integer Unix microseconds → aware UTC datetime."""
-    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from carehub.site import SiteIndex
-from services.alarms.store import to_us
+from carehub.timefmt import to_us
 from services.reports.freed_hours import ResidentNight
 from services.reports.service import StoredNight, StoredNights
 from services.reports.utilisation import NightUse

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carehub.site import SiteIndex
-from services.alarms.model import rfc3339
+from carehub.timefmt import rfc3339
 from services.alarms.service import AlarmService
 from services.alarms.store import AuditEntry
 from services.privacy.aggregates import AggregateStore

@@ -23,9 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from services.alarms.model import rfc3339
+from carehub.timefmt import from_us, rfc3339, to_us
 from services.alarms.store import SCHEMA as ALARM_SCHEMA
-from services.alarms.store import from_us, to_us
 
 _LOGGER = logging.getLogger(__name__)
 

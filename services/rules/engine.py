@@ -29,11 +29,12 @@ from typing import Any
 from carehub.clock import Clock
 from carehub.events import CanonicalEvent, EventType
 from carehub.site import Priority, SiteIndex
+from carehub.timefmt import to_us
 from services.alarms import model
 from services.alarms.errors import InvalidTransitionError
 from services.alarms.lifecycle import ESCALATE, REMIND, arm_timers, disarm_timers, target_json
 from services.alarms.model import RULE_KIND, UNACKNOWLEDGED, Alarm, AlarmState
-from services.alarms.store import AlarmStore, Change, Timer, to_us
+from services.alarms.store import AlarmStore, Change, Timer
 from services.rules.rules import (
     DOSE_SAME_WITHIN,
     RULE_SPECS,
