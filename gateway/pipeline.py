@@ -60,7 +60,7 @@ DEFAULT_FLUSH_EVERY = 500
 """Flush by itself after this many messages, so a caller that never flushes stays bounded."""
 
 
-class Outcome(StrEnum):
+class IngestOutcome(StrEnum):
     """What became of a message."""
 
     ACCEPTED = "accepted"
@@ -74,7 +74,7 @@ class Outcome(StrEnum):
 class IngestResult:
     """The verdict on one message, with the events to publish once flushed."""
 
-    outcome: Outcome
+    outcome: IngestOutcome
     events: tuple[CanonicalEvent, ...] = ()
     reason: str | None = None
     detail: str | None = None
@@ -86,17 +86,17 @@ class IngestResult:
     @property
     def accepted(self) -> bool:
         """Whether new events were stored."""
-        return self.outcome is Outcome.ACCEPTED
+        return self.outcome is IngestOutcome.ACCEPTED
 
     @property
     def duplicate(self) -> bool:
         """Whether it was a redelivery of a stored message."""
-        return self.outcome is Outcome.DUPLICATE
+        return self.outcome is IngestOutcome.DUPLICATE
 
     @property
     def rejected(self) -> bool:
         """Whether it was dead-lettered."""
-        return self.outcome is Outcome.REJECTED
+        return self.outcome is IngestOutcome.REJECTED
 
 
 def _decoded_digest(decoded: list[Decoded]) -> str:
@@ -121,10 +121,10 @@ def _validate(binding: Binding, decoded: list[Decoded], received_at: datetime) -
             raise CodecError(Reason.TYPE_NOT_ALLOWED, msg)
         ts = d.ts or received_at
         if ts - received_at > FUTURE_TOLERANCE:
-            msg = f"ts {rfc3339(ts)} is more than 24 h after received_at"
+            msg = f"ts {rfc3339(ts, 'auto')} is more than 24 h after received_at"
             raise CodecError(Reason.FUTURE_TS, msg)
         if ts < EARLIEST_TS:
-            raise CodecError(Reason.IMPOSSIBLE_VALUE, f"ts {rfc3339(ts)}: clock not set")
+            raise CodecError(Reason.IMPOSSIBLE_VALUE, f"ts {rfc3339(ts, 'auto')}: clock not set")
 
 
 def _raw_digest(payload: bytes) -> str:
@@ -270,7 +270,7 @@ class Ingestor:
                 and (redelivered or abs(received_at - last_at) <= SEQLESS_DUPLICATE_WINDOW)
             ):
                 return self._duplicate(device_id, None)
-            key = f"c:{rfc3339(received_at)}:{digest[:16]}"
+            key = f"c:{rfc3339(received_at, 'auto')}:{digest[:16]}"
             hit = self.store.lookup(device_id, key)
             if hit is not None:
                 return self._duplicate(device_id, hit.event_id)
@@ -283,7 +283,7 @@ class Ingestor:
         self._seen(binding, decoded, received_at)
         self.counters.inc("carehub_gateway_messages_accepted_total")
         self.counters.inc("carehub_gateway_events_total", len(events))
-        return IngestResult(Outcome.ACCEPTED, tuple(events), device_id=device_id)
+        return IngestResult(IngestOutcome.ACCEPTED, tuple(events), device_id=device_id)
 
     def _enrich(
         self, binding: Binding, decoded: list[Decoded], received_at: datetime, id_base: str
@@ -414,7 +414,7 @@ class Ingestor:
         event = selftest_event(self.site, payload, received_at)
         self.counters.inc("carehub_gateway_selftests_total")
         _LOGGER.info("self-test %s received", event.data["selftest_id"])
-        return IngestResult(Outcome.ACCEPTED, (event,), device_id=SELFTEST_DEVICE)
+        return IngestResult(IngestOutcome.ACCEPTED, (event,), device_id=SELFTEST_DEVICE)
 
     # --- status, duplicates, rejections ---------------------------------------------------
 
@@ -438,11 +438,11 @@ class Ingestor:
         )
         self._dirty_state.add(binding.device_id)
         self.counters.inc("carehub_gateway_status_total", status=word)
-        return IngestResult(Outcome.STATUS, device_id=binding.device_id)
+        return IngestResult(IngestOutcome.STATUS, device_id=binding.device_id)
 
     def _duplicate(self, device_id: str, event_id: str | None) -> IngestResult:
         self.counters.inc("carehub_gateway_duplicates_total")
-        return IngestResult(Outcome.DUPLICATE, device_id=device_id, duplicate_of=event_id)
+        return IngestResult(IngestOutcome.DUPLICATE, device_id=device_id, duplicate_of=event_id)
 
     def _reject(
         self,
@@ -459,7 +459,7 @@ class Ingestor:
         self.counters.inc("carehub_gateway_rejected_total", reason=err.reason.value)
         _LOGGER.info("dead letter from %s: %s (%s)", topic, err.reason.value, err.detail)
         return IngestResult(
-            Outcome.REJECTED,
+            IngestOutcome.REJECTED,
             reason=err.reason.value,
             detail=err.detail,
             device_id=device_id,

@@ -75,7 +75,7 @@ class DeadLetter:
             "topic": self.topic,
             "payload": self.payload,
             "reason": self.reason,
-            "received_at": rfc3339(self.received_at),
+            "received_at": rfc3339(self.received_at, "auto"),
             "detail": self.detail,
             "encoding": self.encoding,
             "truncated": self.truncated,

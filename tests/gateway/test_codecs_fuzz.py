@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from carehub.events import EventType
 from carehub.site import DeviceKind, SiteIndex
 from gateway.codecs import MAX_PAYLOAD_BYTES, CodecError, DecodeContext, Decoded, registry
-from gateway.pipeline import Ingestor, Outcome
+from gateway.pipeline import Ingestor, IngestOutcome
 from gateway.store.sqlite import SqliteEventStore
 
 T0 = datetime(2026, 11, 22, 22, 0, tzinfo=UTC)
@@ -126,7 +126,7 @@ def test_pipeline_never_raises(
     _device, _kind, topic = DEVICE_FOR_MODEL[model]
     for payload in (json.dumps(value).encode(), raw):
         result = ingestor.ingest(topic, payload, T0)
-        assert result.outcome in set(Outcome)
+        assert result.outcome in set(IngestOutcome)
         if result.rejected:
             assert result.reason is not None
             assert result.reason != "internal_error", result.detail

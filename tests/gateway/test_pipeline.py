@@ -10,7 +10,7 @@ import pytest
 
 from carehub.events import event_id_for
 from carehub.site import SiteIndex
-from gateway.pipeline import MAX_SEQ_GAP, Ingestor, Outcome
+from gateway.pipeline import MAX_SEQ_GAP, Ingestor, IngestOutcome
 from gateway.store.sqlite import SqliteEventStore
 from tests.gateway.conftest import SITE, T0, native, up
 
@@ -26,7 +26,7 @@ def stored(store: SqliteEventStore, device_id: str | None = None) -> list[str]:
 
 def test_accepts_and_enriches_a_native_fall(ingestor: Ingestor) -> None:
     result = ingestor.ingest(up("fall-a1"), native(7, "fall", confidence=0.93), T0)
-    assert result.outcome is Outcome.ACCEPTED
+    assert result.outcome is IngestOutcome.ACCEPTED
     (event,) = result.events
     assert event.event_id == event_id_for(SITE, "fall-a1", 7)
     assert (event.kind, event.type, event.seq) == ("fall", "fall", 7)
@@ -288,9 +288,9 @@ def test_valid_traffic_continues_after_bad_input(ingestor: Ingestor) -> None:
 def test_status_and_availability_update_device_state(ingestor: Ingestor) -> None:
     assert ingestor.ingest(up("fall-a1"), native(1, "heartbeat", battery=77, rssi=-70), T0).accepted
     status = ingestor.ingest(f"carehub/{SITE}/devices/fall-a1/status", b"offline", T0)
-    assert status.outcome is Outcome.STATUS
+    assert status.outcome is IngestOutcome.STATUS
     avail = ingestor.ingest("zigbee2mqtt/bed-b1-window/availability", b'{"state": "online"}', T0)
-    assert avail.outcome is Outcome.STATUS
+    assert avail.outcome is IngestOutcome.STATUS
     states = {s.device_id: s for s in ingestor.device_states()}
     fall = states["fall-a1"]
     assert (fall.online, fall.status_source, fall.battery, fall.rssi) == (False, "status", 77, -70)

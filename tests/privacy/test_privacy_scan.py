@@ -64,6 +64,7 @@ def scanned_hub(
         mqtt_url=f"mqtt://{broker.host}:{broker.port}",
         secret_key="s" * 40,
         webhook_token=WEBHOOK_TOKEN,
+        http_port=0,  # the webhook's server: any free port, so parallel runs never collide
     )
     users = UserStore(settings.db)
     for name, role in USERS.items():
