@@ -11,7 +11,8 @@ from typing import Literal
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-TimeSpec = Literal["seconds", "milliseconds", "microseconds"]
+TimeSpec = Literal["auto", "seconds", "milliseconds", "microseconds"]
+"""`auto` drops a zero fraction (the gateway's dead letters have always been written so)."""
 
 
 def rfc3339(when: datetime, timespec: TimeSpec = "microseconds") -> str:
