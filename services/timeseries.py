@@ -19,15 +19,12 @@ Wiring (`carehub run`, in the rules part only, so each change is written by one 
     nightly = FreedHoursJob(ts, index, report_source, clock).start()
     # on stop: unsubscribe(); alarm_points.close(); nightly.stop(); ts.close()
 
-`CentralIngest` (bottom) is the municipality's side of docs/multisite.md.
+The municipality's side of docs/multisite.md, `CentralIngest`, is in `services.central`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -47,7 +44,6 @@ from carehub.clock import Clock, SystemClock
 from carehub.errors import CareHubError, ConfigError
 from carehub.settings import Settings
 from carehub.timefmt import to_us
-from carehub.topics import central_filters
 from gateway.store import influx_schema as s
 
 _LOGGER = logging.getLogger(__name__)
@@ -97,7 +93,8 @@ def _time(value: Any) -> datetime | None:
     return when.astimezone(UTC)
 
 
-def _required_time(alarm: Mapping[str, Any], key: str) -> datetime:
+def required_time(alarm: Mapping[str, Any], key: str) -> datetime:
+    """`alarm[key]` as aware UTC; ValueError when it is missing (or has no time zone)."""
     when = _time(alarm.get(key))
     if when is None:
         msg = f"alarm {alarm.get('alarm_id')!r} has no {key}"
@@ -117,7 +114,7 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 def _implied_change(alarm: Mapping[str, Any]) -> tuple[str, str, datetime]:
     """(change, reason, time) of a bare alarm dict, read from its state and timestamps."""
     state = str(alarm["state"])
-    raised = _required_time(alarm, "raised_at")
+    raised = required_time(alarm, "raised_at")
     if state == "resolved":
         sensor = alarm.get("resolved_by") == "sensor"
         at = _time(alarm.get("resolved_at")) or raised
@@ -143,7 +140,7 @@ def alarm_change_point(
     the alarm's state, so a bare alarm dict makes a sensible point too."""
     implied_change, implied_reason, implied_at = _implied_change(alarm)
     when = _time(at) or implied_at
-    raised = _required_time(alarm, "raised_at")
+    raised = required_time(alarm, "raised_at")
     acknowledged = _time(alarm.get("acknowledged_at"))
     resolved = _time(alarm.get("resolved_at"))
     tags = {
@@ -606,115 +603,3 @@ class FreedHoursJob:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread."""
         self._thread.stop(timeout)
-
-
-# --- the municipality's central ingest -------------------------------------------------------
-
-
-class CentralIngest:
-    """At the municipality: what the care homes' bridges forward → the central InfluxDB.
-
-    Each site's edge broker forwards `{prefix}/{site}/events/#`, `alarms/#` and `deadletter`
-    (deploy/mosquitto/bridge.py); this turns them into the same points a site's own gateway
-    and alarm writer make, so one set of dashboards serves every site. Feed it from an MQTT
-    subscription on `subscriptions()` (a persistent session, acknowledging after `flush()`).
-    Device state is what events tell (last seen, battery, signal); whether a device is online
-    and its sequence gaps are known at the care home only.
-    """
-
-    def __init__(self, events: Any, writer: TimeseriesWriter, prefix: str = "carehub") -> None:
-        """`events` is a `gateway.store.influx.InfluxEventStore` on the central bucket."""
-        self.events = events
-        self.writer = writer
-        self.prefix = prefix
-        self.refused = 0
-        self._topic = re.compile(
-            rf"^{re.escape(prefix)}/(?P<site>[a-z0-9-]+)/"
-            r"(?:(?P<events>events)/[^/]+/[^/]+|(?P<alarms>alarms)/[^/]+|(?P<dead>deadletter))$"
-        )
-
-    def subscriptions(self) -> list[str]:
-        """The topic filters to subscribe to (QoS 1)."""
-        return central_filters(self.prefix)
-
-    def handle(self, topic: str, payload: bytes) -> bool:
-        """Buffer what one message says; False (logged, counted) for what cannot be used, so
-        a bad message is acknowledged and dropped rather than redelivered for ever."""
-        match = self._topic.match(topic)
-        if match is None:
-            return self._refuse(topic, "unexpected topic")
-        site = match["site"]
-        if not payload:
-            return True  # a cleared retained alarm: its resolution was its last change
-        try:
-            body = json.loads(payload)
-            if not isinstance(body, dict):
-                msg = f"a JSON {type(body).__name__}, not an object"
-                raise TypeError(msg)
-            if match["events"]:
-                self._event(site, payload)
-            elif match["alarms"]:
-                if body.get("site") != site:
-                    return self._refuse(topic, f"alarm of site {body.get('site')!r}")
-                self.writer.add([alarm_change_point(body)])
-            else:
-                self._dead_letter(site, body)
-        except (ValueError, KeyError, TypeError) as err:
-            return self._refuse(topic, str(err).splitlines()[0])
-        return True
-
-    def _event(self, site: str, payload: bytes) -> None:
-        from carehub.events import CanonicalEvent, EventType
-        from carehub.site import DeviceKind
-        from gateway.store.base import DeviceState
-
-        event = CanonicalEvent.model_validate_json(payload)
-        if event.site != site:
-            msg = f"event of site {event.site!r}"
-            raise ValueError(msg)
-        digest = hashlib.sha256(payload).hexdigest()[:16]
-        self.events.add_event(event, f"e:{event.event_id}", digest)
-        if event.kind.value not in {k.value for k in DeviceKind}:
-            return  # the hub's own events (self-test) are about no device
-        heartbeat = event.type == EventType.HEARTBEAT
-        battery = event.data.get("battery") if heartbeat else None
-        rssi = event.data.get("rssi") if heartbeat else None
-        self.events.put_device_state(
-            DeviceState(
-                device_id=event.device_id,
-                site=site,
-                kind=DeviceKind(event.kind.value),
-                last_seen=event.received_at,
-                battery=None if battery is None else float(battery),
-                rssi=None if rssi is None else int(rssi),
-            )
-        )
-
-    def _dead_letter(self, site: str, body: Mapping[str, Any]) -> None:
-        from gateway.store.base import DeadLetter
-
-        received = _required_time(body, "received_at")
-        self.events.add_dead_letter(
-            DeadLetter(
-                site=site,
-                topic=str(body["topic"]),
-                payload=str(body.get("payload", "")),
-                encoding="base64" if body.get("encoding") == "base64" else "utf-8",
-                reason=str(body["reason"]),
-                detail=str(body.get("detail", "")),
-                received_at=received,
-                device_id=body.get("device_id"),
-                truncated=bool(body.get("truncated", False)),
-            )
-        )
-
-    def _refuse(self, topic: str, why: str) -> bool:
-        self.refused += 1
-        _LOGGER.warning("central ingest: %s dropped (%s)", topic, why)
-        return False
-
-    def flush(self) -> None:
-        """Make everything handled so far durable; raises (gateway's `StoreUnavailableError`,
-        or `TimeseriesUnavailableError`) with nothing lost, so the caller does not acknowledge."""
-        self.events.flush()
-        self.writer.flush()
