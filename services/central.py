@@ -37,7 +37,8 @@ from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig
 from carehub.topics import central_filters
 from gateway.metrics import Counters
 from gateway.store.base import DeadLetter, DeviceState
-from services.timeseries import TimeseriesWriter, alarm_change_point, required_time
+from services.timeseries.points import alarm_change_point, required_time
+from services.timeseries.writer import TimeseriesWriter
 
 _LOGGER = logging.getLogger(__name__)
 
