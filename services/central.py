@@ -1,11 +1,11 @@
 """The municipality's central ingest as a running part: `carehub run central` (docs/multisite.md).
 
 The care homes' bridges forward their events, alarms and dead letters to the central broker;
-this part reads them all as `carehub-central` and writes them, through
-`services.timeseries.CentralIngest`, into the central InfluxDB that the central Grafana reads.
-It runs on the gateway's `DurableSubscriber`: a persistent QoS 1 session, and a message is
-acknowledged only after the batch it came in was flushed to InfluxDB. While InfluxDB is away
-nothing is acknowledged, the broker holds what arrives, and it all comes again once we write.
+this part reads them all as `carehub-central` and writes them, through `CentralIngest`
+(below), into the central InfluxDB that the central Grafana reads. It runs on the gateway's
+`DurableSubscriber`: a persistent QoS 1 session, and a message is acknowledged only after the
+batch it came in was flushed to InfluxDB. While InfluxDB is away nothing is acknowledged, the
+broker holds what arrives, and it all comes again once we write.
 
 It serves every site, so it takes no site file; it needs the broker (`CAREHUB_MQTT_URL`) and
 InfluxDB (`CAREHUB_INFLUX_*`). Like the other parts it writes a heartbeat beside `CAREHUB_DB`,
@@ -15,7 +15,11 @@ payloads: only pseudonymous ids travel on MQTT anyway.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -24,12 +28,17 @@ from typing import Any
 from carehub import heartbeat
 from carehub.clock import Clock
 from carehub.errors import CareHubError, ConfigError
+from carehub.events import CanonicalEvent, EventType
 from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget, Settings
+from carehub.site import DeviceKind
 from carehub.storewatch import StoreWatch
 from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig
+from carehub.topics import central_filters
 from gateway.metrics import Counters
-from services.timeseries import CentralIngest, TimeseriesWriter
+from gateway.store.base import DeadLetter, DeviceState
+from services.timeseries.points import alarm_change_point, required_time
+from services.timeseries.writer import TimeseriesWriter
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -43,6 +52,109 @@ long weekend without anyone noticing loses nothing."""
 FLUSH_RETRY_S = (0.5, 1.0)
 """Retries inside one flush. Short, because a failed flush costs nothing: the batch stays
 unacknowledged at the broker and the subscriber tries the whole commit again."""
+
+
+class CentralIngest:
+    """At the municipality: what the care homes' bridges forward → the central InfluxDB.
+
+    Each site's edge broker forwards `{prefix}/{site}/events/#`, `alarms/#` and `deadletter`
+    (deploy/mosquitto/bridge.py); this turns them into the same points a site's own gateway
+    and alarm writer make, so one set of dashboards serves every site. Feed it from an MQTT
+    subscription on `subscriptions()` (a persistent session, acknowledging after `flush()`).
+    Device state is what events tell (last seen, battery, signal); whether a device is online
+    and its sequence gaps are known at the care home only.
+    """
+
+    def __init__(self, events: Any, writer: TimeseriesWriter, prefix: str = "carehub") -> None:
+        """`events` is a `gateway.store.influx.InfluxEventStore` on the central bucket."""
+        self.events = events
+        self.writer = writer
+        self.prefix = prefix
+        self.refused = 0
+        self._topic = re.compile(
+            rf"^{re.escape(prefix)}/(?P<site>[a-z0-9-]+)/"
+            r"(?:(?P<events>events)/[^/]+/[^/]+|(?P<alarms>alarms)/[^/]+|(?P<dead>deadletter))$"
+        )
+
+    def subscriptions(self) -> list[str]:
+        """The topic filters to subscribe to (QoS 1)."""
+        return central_filters(self.prefix)
+
+    def handle(self, topic: str, payload: bytes) -> bool:
+        """Buffer what one message says; False (logged, counted) for what cannot be used, so
+        a bad message is acknowledged and dropped rather than redelivered for ever."""
+        match = self._topic.match(topic)
+        if match is None:
+            return self._refuse(topic, "unexpected topic")
+        site = match["site"]
+        if not payload:
+            return True  # a cleared retained alarm: its resolution was its last change
+        try:
+            body = json.loads(payload)
+            if not isinstance(body, dict):
+                msg = f"a JSON {type(body).__name__}, not an object"
+                raise TypeError(msg)
+            if match["events"]:
+                self._event(site, payload)
+            elif match["alarms"]:
+                if body.get("site") != site:
+                    return self._refuse(topic, f"alarm of site {body.get('site')!r}")
+                self.writer.add([alarm_change_point(body)])
+            else:
+                self._dead_letter(site, body)
+        except (ValueError, KeyError, TypeError) as err:
+            return self._refuse(topic, str(err).splitlines()[0])
+        return True
+
+    def _event(self, site: str, payload: bytes) -> None:
+        event = CanonicalEvent.model_validate_json(payload)
+        if event.site != site:
+            msg = f"event of site {event.site!r}"
+            raise ValueError(msg)
+        digest = hashlib.sha256(payload).hexdigest()[:16]
+        self.events.add_event(event, f"e:{event.event_id}", digest)
+        if event.kind.value not in {k.value for k in DeviceKind}:
+            return  # the hub's own events (self-test) are about no device
+        heartbeat = event.type == EventType.HEARTBEAT
+        battery = event.data.get("battery") if heartbeat else None
+        rssi = event.data.get("rssi") if heartbeat else None
+        self.events.put_device_state(
+            DeviceState(
+                device_id=event.device_id,
+                site=site,
+                kind=DeviceKind(event.kind.value),
+                last_seen=event.received_at,
+                battery=None if battery is None else float(battery),
+                rssi=None if rssi is None else int(rssi),
+            )
+        )
+
+    def _dead_letter(self, site: str, body: Mapping[str, Any]) -> None:
+        received = required_time(body, "received_at")
+        self.events.add_dead_letter(
+            DeadLetter(
+                site=site,
+                topic=str(body["topic"]),
+                payload=str(body.get("payload", "")),
+                encoding="base64" if body.get("encoding") == "base64" else "utf-8",
+                reason=str(body["reason"]),
+                detail=str(body.get("detail", "")),
+                received_at=received,
+                device_id=body.get("device_id"),
+                truncated=bool(body.get("truncated", False)),
+            )
+        )
+
+    def _refuse(self, topic: str, why: str) -> bool:
+        self.refused += 1
+        _LOGGER.warning("central ingest: %s dropped (%s)", topic, why)
+        return False
+
+    def flush(self) -> None:
+        """Make everything handled so far durable; raises (gateway's `StoreUnavailableError`,
+        or `TimeseriesUnavailableError`) with nothing lost, so the caller does not acknowledge."""
+        self.events.flush()
+        self.writer.flush()
 
 
 @dataclass(frozen=True, slots=True)

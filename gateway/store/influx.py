@@ -29,11 +29,11 @@ from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
+import gateway.store.influx_schema as s
 from carehub.events import CanonicalEvent, EventType
 from carehub.site import DeviceKind
 from carehub.timefmt import from_us, to_us
 from gateway.errors import StoreUnavailableError
-from gateway.store import influx_schema as s
 from gateway.store.base import DeadLetter, DedupeHit, DeviceState, Seconds, SeqState
 
 _LOGGER = logging.getLogger(__name__)

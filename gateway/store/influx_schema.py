@@ -57,7 +57,7 @@ MEASUREMENTS = (
     DEAD_LETTER_MEASUREMENT,
 )
 
-# --- written by the services (services/timeseries.py), for the Grafana dashboards ----------
+# --- written by the services (services/timeseries/), for the Grafana dashboards -------------
 # Alarms live in SQLite and freed hours are computed on demand; Grafana reads InfluxDB only,
 # so the services copy what the dashboards need here. Pseudonymous ids only: staff user
 # names (`acknowledged_by`, `resolved_by`) and resident names are never written.

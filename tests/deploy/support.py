@@ -14,7 +14,8 @@ from typing import Any
 
 from app.broker import find_mosquitto, reachable
 from gateway.store import influx_schema as s
-from services.timeseries import CentralIngest, TimeseriesWriter
+from services.central import CentralIngest
+from services.timeseries import TimeseriesWriter
 from tests.deploy.lineprotocol import Line, lines_of
 
 

@@ -1,4 +1,4 @@
-"""services/timeseries.py: alarm changes and freed hours as points in the dashboards' layout,
+"""services/timeseries/: alarm changes and freed hours as points in the dashboards' layout,
 checked through influxdb-client's own line protocol; a real InfluxDB only when
 CAREHUB_TEST_INFLUX_URL (+ _TOKEN, _ORG, _BUCKET) names a disposable bucket."""
 
