@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -470,8 +470,3 @@ def assumptions(index: SiteIndex) -> dict[str, Any]:
         },
         "note": "Defaults are placeholders until the care home measures its own values.",
     }
-
-
-def to_utc_seconds(values: Iterable[datetime]) -> Seconds:
-    """Datetimes → sorted Unix seconds."""
-    return np.sort(np.array([v.astimezone(UTC).timestamp() for v in values], dtype=np.float64))
