@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
+from carehub.alarmkinds import RULE_KIND as RULE_KIND
+from carehub.alarmkinds import SENSOR as SENSOR
 from carehub.site import Priority
 from carehub.timefmt import rfc3339
 from services.alarms.errors import InvalidTransitionError
@@ -47,19 +49,6 @@ class Outcome(StrEnum):
     NO_ACTION_NEEDED = "no_action_needed"
     OTHER = "other"
 
-
-SENSOR = "sensor"
-"""`resolved_by` of an alarm the sensor itself resolved (reports count those as 0 minutes)."""
-
-RULE_KIND: dict[str, str] = {
-    "fall": "fall",
-    "diaper_change": "diaper",
-    "dose_missed": "medication",
-    "device_fault": "technical",
-    "sensor_silent": "technical",
-    "battery_low": "technical",
-}
-"""Rule → alarm kind (SPEC §6)."""
 
 Action = Literal["acknowledge", "escalate", "resolve"]
 

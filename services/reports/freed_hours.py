@@ -9,29 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from carehub.alarmkinds import RULE_KIND, SENSOR
 from carehub.site import Binding, DeviceKind, SiteIndex
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 6  # fixed: the same data always gives the same interval (SPEC §6)
-
-RULE_KIND = {
-    "fall": "fall",
-    "diaper_change": "diaper",
-    "dose_missed": "medication",
-    "device_fault": "technical",
-    "sensor_silent": "technical",
-    "battery_low": "technical",
-}
-"""Alarm rule → alarm kind for the response-minute defaults `d_k` (SPEC §6)."""
-
-SENSOR = "sensor"
-"""`resolved_by` of an alarm the sensor itself resolved."""
 
 Seconds = npt.NDArray[np.float64]
 
@@ -482,8 +470,3 @@ def assumptions(index: SiteIndex) -> dict[str, Any]:
         },
         "note": "Defaults are placeholders until the care home measures its own values.",
     }
-
-
-def to_utc_seconds(values: Iterable[datetime]) -> Seconds:
-    """Datetimes → sorted Unix seconds."""
-    return np.sort(np.array([v.astimezone(UTC).timestamp() for v in values], dtype=np.float64))

@@ -98,16 +98,3 @@ def bars(title: str, labels: Sequence[str], values: Sequence[float], unit: str =
                 f'font-size="11" text-anchor="middle">{escape(labels[i])}</text>'
             )
     return _frame(title, body)
-
-
-def histogram(title: str, values: Sequence[float], bins: int = 12, unit: str = "") -> str:
-    """A distribution, e.g. response minutes."""
-    if not values:
-        return bars(title, [], [])
-    lo, hi = 0.0, max(values) or 1.0
-    width = (hi - lo) / bins
-    counts = [0] * bins
-    for v in values:
-        counts[min(bins - 1, int((v - lo) / width))] += 1
-    labels = [f"{lo + width * i:.0f}" for i in range(bins)]
-    return bars(title, labels, [float(c) for c in counts], unit)

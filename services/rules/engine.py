@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from carehub.alarmkinds import RULE_KIND
 from carehub.clock import Clock
 from carehub.events import CanonicalEvent, EventType
 from carehub.site import Priority, SiteIndex
@@ -33,7 +34,7 @@ from carehub.timefmt import to_us
 from services.alarms import model
 from services.alarms.errors import InvalidTransitionError
 from services.alarms.lifecycle import ESCALATE, REMIND, arm_timers, disarm_timers, target_json
-from services.alarms.model import RULE_KIND, UNACKNOWLEDGED, Alarm, AlarmState
+from services.alarms.model import UNACKNOWLEDGED, Alarm, AlarmState
 from services.alarms.store import AlarmStore, Change, Timer
 from services.rules.rules import (
     DOSE_SAME_WITHIN,

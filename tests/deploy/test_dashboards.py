@@ -12,9 +12,10 @@ from typing import Any, get_args
 import pytest
 import yaml
 
+from carehub.alarmkinds import RULE_KIND
 from carehub.events import EventKind, EventType
 from gateway.store import influx_schema as s
-from services.alarms.model import RULE_KIND, AlarmState, Outcome
+from services.alarms.model import AlarmState, Outcome
 from services.alarms.store import ChangeReason
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 from typing import get_args
 
+from carehub.alarmkinds import RULE_KIND
 from carehub.site import RULE_NAMES
-from services.alarms.model import RULE_KIND, Alarm, Outcome
+from services.alarms.model import Alarm, Outcome
 from services.alarms.store import SCHEMA, ChangeReason
 from tests.services.test_alarm_model import SPEC_KEYS
 

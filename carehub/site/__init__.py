@@ -1,0 +1,71 @@
+"""The site (docs/site-file.md): one care home's wards, rooms, residents and devices.
+
+`model` is the site file's schema, `loader` reads and checks a file, `index` answers the
+pipeline's look-ups, `bindings` says when a device was where, `night` lays out the night
+calendar and `benefit` resolves the freed-hours parameters. The public names are re-exported
+here so callers need not know which module holds them.
+"""
+
+from carehub.site.benefit import BENEFIT_DEFAULTS, ResolvedBenefit
+from carehub.site.bindings import Binding
+from carehub.site.index import SiteIndex
+from carehub.site.loader import Problem, SiteFileError, load_site, parse_site
+from carehub.site.model import (
+    RULE_NAMES,
+    SLUG,
+    BatteryLowRule,
+    Benefit,
+    BindingTime,
+    Device,
+    DeviceFaultRule,
+    DeviceKind,
+    DiaperChangeRule,
+    DoseMissedRule,
+    Escalation,
+    EscalationTarget,
+    FallRule,
+    NightWindow,
+    Priority,
+    Resident,
+    ResponseMinutes,
+    Rules,
+    SensorSilentRule,
+    Site,
+    Slug,
+    Strict,
+    Ward,
+)
+
+__all__ = [
+    "BENEFIT_DEFAULTS",
+    "RULE_NAMES",
+    "SLUG",
+    "BatteryLowRule",
+    "Benefit",
+    "Binding",
+    "BindingTime",
+    "Device",
+    "DeviceFaultRule",
+    "DeviceKind",
+    "DiaperChangeRule",
+    "DoseMissedRule",
+    "Escalation",
+    "EscalationTarget",
+    "FallRule",
+    "NightWindow",
+    "Priority",
+    "Problem",
+    "Resident",
+    "ResolvedBenefit",
+    "ResponseMinutes",
+    "Rules",
+    "SensorSilentRule",
+    "Site",
+    "SiteFileError",
+    "SiteIndex",
+    "Slug",
+    "Strict",
+    "Ward",
+    "load_site",
+    "parse_site",
+]

@@ -1,0 +1,205 @@
+"""Reading a site file (docs/site-file.md): YAML in, a validated `Site` or every problem out.
+
+A care home's IT person edits the file by hand, so each problem names its line, its field and
+what is allowed, and all of them come back at once rather than one per attempt.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from carehub.errors import ConfigError
+from carehub.site.bindings import binding_instant
+from carehub.site.model import Site
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a site file."""
+
+    path: tuple[str | int, ...]
+    message: str
+    line: int | None = None
+
+    def where(self) -> str:
+        """`devices[2].kind` style location."""
+        out = ""
+        for part in self.path:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        return out or "(top level)"
+
+
+class SiteFileError(ConfigError):
+    """A site file that cannot be used, with every problem found."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s):"]
+        for p in problems:
+            at = f"line {p.line}: " if p.line else ""
+            lines.append(f"  {at}{p.where()}: {p.message}")
+        super().__init__("\n".join(lines))
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys, which PyYAML would otherwise silently drop."""
+
+
+def _compose_lines(
+    node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]
+) -> Iterator[Problem]:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                yield Problem((*path, key), "appears twice", key_node.start_mark.line + 1)
+            seen.add(key)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            yield from _compose_lines(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _compose_lines(item, (*path, i), lines)
+
+
+def _line_for(path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> int | None:
+    for n in range(len(path), -1, -1):
+        if path[:n] in lines:
+            return lines[path[:n]]
+    return None
+
+
+def _pydantic_problems(err: ValidationError) -> Iterator[Problem]:
+    for e in err.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = tuple("from" if p == "from_" else p for p in loc)
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; unknown keys are not allowed)"
+        elif e["type"] == "missing":
+            message = "required, but missing"
+        elif "input" in e and e["type"] not in ("model_type", "dict_type"):
+            shown = repr(e["input"])
+            if len(shown) <= 60:
+                message += f" (got {shown})"
+        yield Problem(loc, message)
+
+
+def parse_site(text: str, source: str = "<site file>") -> Site:
+    """Validate site-file text; every problem comes back at once in a `SiteFileError`."""
+    try:
+        root = yaml.compose(text, Loader=_LineLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(err, "problem", None) or str(err)
+        raise SiteFileError(source, [Problem((), f"not valid YAML: {problem}", line)]) from err
+    if root is None:
+        raise SiteFileError(source, [Problem((), "the file is empty")])
+    lines: dict[tuple[str | int, ...], int] = {}
+    problems = list(_compose_lines(root, (), lines))
+    data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+    if not isinstance(data, dict):
+        problems.append(Problem((), "the top level must be a mapping (key: value lines)", 1))
+        raise SiteFileError(source, problems)
+    site: Site | None = None
+    try:
+        site = Site.model_validate(data)
+    except ValidationError as err:
+        problems.extend(_pydantic_problems(err))
+    if site is not None:
+        problems.extend(_cross_check(site))
+    if problems:
+        located = [Problem(p.path, p.message, p.line or _line_for(p.path, lines)) for p in problems]
+        raise SiteFileError(source, located)
+    assert site is not None
+    return site
+
+
+def load_site(path: Path | str) -> Site:
+    """Read and validate a site file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SiteFileError(
+            str(path), [Problem((), f"cannot read the file: {err.strerror}")]
+        ) from err
+    return parse_site(text, str(path))
+
+
+def _cross_check(site: Site) -> Iterator[Problem]:
+    """Checks that span entries: unique ids, rooms that exist, bindings that do not overlap."""
+    rooms: dict[str, str] = {}
+    yield from _unique(((("wards", i, "id"), w.id) for i, w in enumerate(site.wards)), "ward")
+    for i, ward in enumerate(site.wards):
+        for j, room in enumerate(ward.rooms):
+            if room in rooms:
+                yield Problem(("wards", i, "rooms", j), f"room {room!r} is already in a ward")
+            rooms[room] = ward.id
+    residents = {r.id for r in site.residents}
+    yield from _unique(
+        ((("residents", i, "id"), r.id) for i, r in enumerate(site.residents)), "resident"
+    )
+    for i, r in enumerate(site.residents):
+        if r.room not in rooms:
+            yield Problem(("residents", i, "room"), f"room {r.room!r} is in no ward's rooms")
+    by_device: dict[str, list[int]] = {}
+    topics: dict[str, str] = {}
+    for i, d in enumerate(site.devices):
+        by_device.setdefault(d.id, []).append(i)
+        if d.room is not None and d.room not in rooms:
+            yield Problem(("devices", i, "room"), f"room {d.room!r} is in no ward's rooms")
+        if d.resident is not None and d.resident not in residents:
+            yield Problem(("devices", i, "resident"), f"no resident has id {d.resident!r}")
+        if (
+            d.from_ is not None
+            and d.until is not None
+            and binding_instant(d.until, site) <= binding_instant(d.from_, site)
+        ):
+            yield Problem(("devices", i, "until"), "must be after 'from'")
+        if d.topic is not None:
+            if any(c in d.topic for c in "+#") or not d.topic.strip("/"):
+                yield Problem(("devices", i, "topic"), "a plain topic, without '+' or '#'")
+            elif topics.setdefault(d.topic, d.id) != d.id:
+                yield Problem(("devices", i, "topic"), f"already used by {topics[d.topic]!r}")
+    for device_id, idxs in by_device.items():
+        first = site.devices[idxs[0]]
+        for i in idxs[1:]:
+            d = site.devices[i]
+            if (d.kind, d.model) != (first.kind, first.model):
+                yield Problem(
+                    ("devices", i, "kind"),
+                    f"device {device_id!r} is listed again with another kind or model",
+                )
+        spans = sorted(
+            (
+                binding_instant(site.devices[i].from_, site),
+                binding_instant(site.devices[i].until, site),
+                i,
+            )
+            for i in idxs
+        )
+        for (_, end_a, _a), (start_b, _, b) in itertools.pairwise(spans):
+            if start_b < end_a:
+                yield Problem(
+                    ("devices", b, "from"),
+                    f"device {device_id!r} has overlapping bindings; give each a from/until",
+                )
+
+
+def _unique(items: Iterable[tuple[tuple[str | int, ...], str]], what: str) -> Iterator[Problem]:
+    seen: set[str] = set()
+    for path, value in items:
+        if value in seen:
+            yield Problem(path, f"{what} id {value!r} is used twice")
+        seen.add(value)
