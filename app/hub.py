@@ -296,7 +296,7 @@ class Hub:
             ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
         )
         self.gateway = GatewayService(ingestor, config, self.clock)
-        from services.privacy.monitoring import MonitoringSwitch
+        from services.rules.monitoring import MonitoringSwitch
 
         switch = MonitoringSwitch(self.settings.db, self.site.site)
         self._stack.callback(switch.close)

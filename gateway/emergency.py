@@ -61,7 +61,7 @@ class ProvisionalAlarms:
         self._store_alarm: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self.monitored: Callable[[str], bool] | None = None
-        """The rules engine's monitoring switch (`services.privacy.monitoring`), when the
+        """The rules engine's monitoring switch (`services.rules.monitoring`), when the
         hub sets it: a resident whose monitoring an admin switched off gets no provisional
         alarm either."""
 

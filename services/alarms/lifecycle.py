@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import services.alarms.model as model
 from carehub.clock import Clock
 from carehub.site import Escalation, EscalationTarget
-from services.alarms import model
 from services.alarms.errors import AlarmNotFoundError
 from services.alarms.model import Alarm, Outcome
 from services.alarms.store import AlarmStore, Timer

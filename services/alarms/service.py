@@ -17,8 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import services.alarms.lifecycle as lifecycle
 from carehub.clock import Clock, SystemClock
-from services.alarms import lifecycle
 from services.alarms.errors import AlarmNotFoundError
 from services.alarms.model import Outcome
 from services.alarms.store import AlarmStore, AuditEntry

@@ -6,18 +6,16 @@ marks what would have alarmed, `alarm_suppressed`), the gateway still stores the
 and the staff screens say "monitoring off" so nobody trusts a silent board.
 
 The switch lives in the shared SQLite file (`CAREHUB_DB`) as an append-only history: who,
-when, on or off, and why. The rules engine may run in another process than the web app, so
-it reads the file (`MonitoringSwitch`), looking again at most every `CACHE_S` seconds.
+when, on or off, and why. This module is the admin's side: it writes the switch and reads
+its history. The table and the rules engine's view of it (`MonitoringSwitch`) are in
+`services.rules.monitoring`, beside their reader.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,35 +23,11 @@ from typing import Any
 
 from carehub.timefmt import from_us, rfc3339, to_us
 from services.alarms.store import SCHEMA as ALARM_SCHEMA
+from services.rules.monitoring import LATEST, connect
 
 _LOGGER = logging.getLogger(__name__)
 
-CACHE_S = 1.0
-"""How stale the rules engine's view of the switch may be, in real seconds."""
 MAX_REASON = 500
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS resident_monitoring (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    site TEXT NOT NULL,
-    resident_id TEXT NOT NULL,
-    enabled INTEGER NOT NULL,
-    at_us INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    reason TEXT
-);
-CREATE INDEX IF NOT EXISTS resident_monitoring_resident
-    ON resident_monitoring (site, resident_id, id);
-CREATE TRIGGER IF NOT EXISTS resident_monitoring_no_update BEFORE UPDATE ON resident_monitoring
-    BEGIN SELECT RAISE(ABORT, 'resident_monitoring is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS resident_monitoring_no_delete BEFORE DELETE ON resident_monitoring
-    BEGIN SELECT RAISE(ABORT, 'resident_monitoring is append-only'); END;
-"""
-
-_LATEST = (
-    "SELECT resident_id, enabled, at_us, actor, reason FROM resident_monitoring"
-    " WHERE id IN (SELECT MAX(id) FROM resident_monitoring WHERE site = ? GROUP BY resident_id)"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,16 +51,6 @@ class MonitoringChange:
         }
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.executescript(SCHEMA)
-    return conn
-
-
 def _change(row: tuple[Any, ...]) -> MonitoringChange:
     resident_id, enabled, at_us, actor, reason = row
     return MonitoringChange(resident_id, bool(enabled), from_us(at_us), actor, reason)
@@ -98,7 +62,7 @@ class MonitoringStore:
     def __init__(self, db: Path | str, site: str) -> None:
         self.path = Path(db)
         self.site = site
-        self._conn = _connect(self.path)
+        self._conn = connect(self.path)
         self._conn.executescript(ALARM_SCHEMA)  # the audit_log its changes are written to
         self._lock = threading.Lock()
 
@@ -146,7 +110,7 @@ class MonitoringStore:
     def states(self) -> dict[str, MonitoringChange]:
         """The last change of every resident whose switch was ever touched."""
         with self._lock:
-            rows = self._conn.execute(_LATEST, (self.site,)).fetchall()
+            rows = self._conn.execute(LATEST, (self.site,)).fetchall()
         return {row[0]: _change(row) for row in rows}
 
     def history(self, resident_id: str) -> list[MonitoringChange]:
@@ -158,57 +122,3 @@ class MonitoringStore:
                 (self.site, resident_id),
             ).fetchall()
         return [_change(r) for r in rows]
-
-
-class MonitoringSwitch:
-    """The rules engine's view: `switch(resident_id)` is True unless switched off.
-
-    Looks at the file at most every `cache_s` (one indexed MAX(id)), and reloads only when the
-    history grew, so a switch flipped in the web app's process counts within `cache_s`. When
-    the file cannot be read it keeps what it knew: an unreadable switch must not silence
-    alarms.
-    """
-
-    def __init__(
-        self,
-        db: Path | str,
-        site: str,
-        cache_s: float = CACHE_S,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.site = site
-        self.cache_s = cache_s
-        self._monotonic = monotonic
-        self._conn = _connect(Path(db))
-        self._lock = threading.Lock()
-        self._checked = float("-inf")
-        self._version = -1
-        self._off: frozenset[str] = frozenset()
-
-    def __call__(self, resident_id: str) -> bool:
-        """Whether alarms about this resident should be raised."""
-        with self._lock:
-            now = self._monotonic()
-            if now - self._checked >= self.cache_s:
-                self._checked = now
-                self._refresh()
-            return resident_id not in self._off
-
-    def _refresh(self) -> None:
-        try:
-            (version,) = self._conn.execute(
-                "SELECT COALESCE(MAX(id), 0) FROM resident_monitoring"
-            ).fetchone()
-            if version == self._version:
-                return
-            rows = self._conn.execute(_LATEST, (self.site,)).fetchall()
-        except sqlite3.Error:
-            _LOGGER.warning("monitoring switch unreadable; keeping the last known state")
-            return
-        self._version = version
-        self._off = frozenset(r[0] for r in rows if not r[1])
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._conn.close()

@@ -446,8 +446,3 @@ class RulesEngine:
         if nxt <= now:
             nxt = now + every
         self.store.set_timer(Timer(timer.timer_id, REMIND, nxt, timer.data))
-
-
-def alarms_of(changes: list[Change]) -> list[Alarm]:
-    """The alarms in a list of changes, as models (a helper for callers and tests)."""
-    return [Alarm.model_validate(c.alarm) for c in changes]

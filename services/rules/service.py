@@ -33,8 +33,8 @@ from carehub.topics import SiteTopics
 from services.alarms.notify import WebhookNotifier
 from services.alarms.service import AlarmService
 from services.alarms.store import AlarmStore
-from services.privacy.monitoring import MonitoringSwitch
 from services.rules.engine import EngineConfig, RulesEngine
+from services.rules.monitoring import MonitoringSwitch
 from services.rules.publisher import AlarmPublisher
 
 _LOGGER = logging.getLogger(__name__)

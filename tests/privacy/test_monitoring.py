@@ -19,8 +19,9 @@ from carehub.clock import FakeClock
 from carehub.mqtt import Protocol
 from carehub.site import SiteIndex, load_site
 from services.alarms.store import AlarmStore
-from services.privacy.monitoring import CACHE_S, MonitoringStore, MonitoringSwitch
+from services.privacy.monitoring import MonitoringStore
 from services.rules.engine import RulesEngine
+from services.rules.monitoring import CACHE_S, MonitoringSwitch
 from tests.conftest import ROOT
 from tests.privacy.conftest import api, publish_fall, wait_until
 from tests.services.conftest import NIGHT, QUIET, make_event_factory

@@ -1,0 +1,98 @@
+"""The one SQLite connection and lock the alarm store's repositories share.
+
+One connection, so every repository's writes join the same transaction: an alarm, its change
+row, its audit row and its timers commit together or not at all. Writers take
+`BEGIN IMMEDIATE`, so read-modify-write of one alarm is serialised across threads (the lock)
+and processes (SQLite's write lock).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+class StoreDb:
+    """The shared connection: transactions, savepoints, reads and (transactional) writes."""
+
+    def __init__(self, path: Path | str, schema: str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._conn.executescript(schema)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._savepoints = 0
+
+    def close(self) -> None:
+        """Close the connection (an open transaction is rolled back by SQLite)."""
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic, durable unit; nested uses join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: undo only this part if it fails (one bad event, not a batch)."""
+        with self._lock:
+            self._savepoints += 1
+            name = f"sp{self._savepoints}"
+            self._conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                self._conn.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self._conn.execute(f"RELEASE {name}")
+
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Every row a query answers."""
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        """Run a write inside the open transaction; answers the rows it changed."""
+        with self._lock:
+            if not self._depth:
+                msg = "store writes belong inside store.transaction()"
+                raise RuntimeError(msg)
+            return self._conn.execute(sql, args).rowcount
+
+
+class Repository:
+    """Base of the alarm store's per-aggregate repositories: each works over the shared db."""
+
+    def __init__(self, db: StoreDb) -> None:
+        self._db = db
