@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
+from fastapi import APIRouter, FastAPI
 
 from carehub import heartbeat
 from carehub.clock import Clock, SystemClock
@@ -27,6 +28,12 @@ from carehub.errors import ConfigError
 from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped
 from carehub.settings import MqttTarget, Settings
 from carehub.site import Site, SiteIndex
+from gateway.service import GatewayService
+from gateway.store.base import DeviceState, EventStore
+from services.alarms.service import AlarmService
+from services.privacy.retention import RetentionJob
+from services.rules.service import RulesService
+from services.web.context import HubContext
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,7 +80,7 @@ def parse_parts(part: str) -> tuple[str, ...]:
     return tuple(p for p in RUN_PARTS if p in wanted)
 
 
-def _device_state_json(state: Any) -> dict[str, Any]:
+def _device_state_json(state: DeviceState) -> dict[str, Any]:
     return {
         "device_id": state.device_id,
         "kind": str(state.kind),
@@ -87,7 +94,7 @@ def _device_state_json(state: Any) -> dict[str, Any]:
 class _WebServer:
     """uvicorn in a thread; `carehub run` serves the web app (or the webhook alone) with it."""
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
         import uvicorn
 
         from app.broker import free_port
@@ -219,15 +226,15 @@ class Hub:
         self.clock: Clock = clock or SystemClock()
         self.options = options or HubOptions()
         self.url: str | None = None
-        self.gateway: Any = None
-        """gateway.service.GatewayService when the gateway runs here."""
-        self.rules: Any = None
-        """services.rules.service.RulesService when the rules engine runs here."""
-        self.alarms: Any = None
-        """services.alarms.service.AlarmService shared by rules and api in this process."""
-        self.retention: Any = None
-        """services.privacy.retention.RetentionJob when the gateway runs here."""
-        self.app: Any = None
+        self.gateway: GatewayService | None = None
+        """When the gateway runs here."""
+        self.rules: RulesService | None = None
+        """When the rules engine runs here."""
+        self.alarms: AlarmService | None = None
+        """Shared by rules and api in this process."""
+        self.retention: RetentionJob | None = None
+        """When the gateway runs here."""
+        self.app: FastAPI | None = None
         self._stack = ExitStack()
         self._beats = heartbeat.heartbeat_dir(settings.db)
         target = settings.mqtt_target()
@@ -320,11 +327,12 @@ class Hub:
         self.retention = RetentionJob.from_settings(self.settings, self.index, self.clock).start()
         self._stack.callback(self.retention.stop)
 
-    def _open_alarms(self) -> None:
-        from services.alarms.service import AlarmService
-
-        self.alarms = AlarmService.open(self.settings.db, self.clock)
-        self._stack.callback(self.alarms.close)
+    def _open_alarms(self) -> AlarmService:
+        """The alarm service rules and api share in this process, opened once."""
+        if self.alarms is None:
+            self.alarms = AlarmService.open(self.settings.db, self.clock)
+            self._stack.callback(self.alarms.close)
+        return self.alarms
 
     def _start_rules(self) -> None:
         from services.rules.service import RulesService
@@ -333,7 +341,7 @@ class Hub:
             self.settings,
             self.index,
             self.clock,
-            alarms=self.alarms,
+            alarms=self._open_alarms(),
             protocol=self.options.protocol,
             client_id=f"{self.options.client_id_prefix}-rules",
         )
@@ -361,9 +369,10 @@ class Hub:
         from services.reports.service import StoreReportSource
 
         self._stack.callback(ts.close)
-        writer = AlarmChangeWriter(ts, log=self.alarms)
+        alarms = self._open_alarms()
+        writer = AlarmChangeWriter(ts, log=alarms)
         self._stack.callback(writer.close)
-        self._stack.callback(self.alarms.subscribe(writer))
+        self._stack.callback(alarms.subscribe(writer))
         from services.privacy.aggregates import AggregateStore, site_digest
 
         events = open_store(self.settings)
@@ -371,12 +380,12 @@ class Hub:
         aggregates = AggregateStore(self.settings.db, self.site.site, site_digest(self.index))
         self._stack.callback(aggregates.close)
         source = StoreReportSource(
-            self.site.site, events, self.alarms.raised_between, aggregates.stored_nights
+            self.site.site, events, alarms.raised_between, aggregates.stored_nights
         )
         job = FreedHoursJob(ts, self.index, source, self.clock).start()
         self._stack.callback(job.stop)
 
-    def api_context(self) -> Any:
+    def api_context(self) -> HubContext:
         """The web app's view of this hub (services.web.context.HubContext); its stores and
         broker watch close with the hub. Tests serve it themselves to stop and restart it."""
         from carehub.topics import SiteTopics
@@ -390,8 +399,7 @@ class Hub:
         from services.web.provisional import BoardAlarms
         from services.web.users import UserStore
 
-        if self.alarms is None:
-            self._open_alarms()
+        alarms = self._open_alarms()
         users = UserStore(self.settings.db)
         self._stack.callback(users.close)
         # The web app reads through its own store handle: reports never wait on ingest commits.
@@ -411,7 +419,7 @@ class Hub:
             ),
         )
         # the board shows the gateway's provisional fall alarms while the store hangs
-        board = BoardAlarms(self.alarms, prefix, site)
+        board = BoardAlarms(alarms, prefix, site)
         self._stack.callback(watch.add_listener(board.on_message))
         watch.start()
         self._stack.callback(watch.stop)
@@ -419,11 +427,11 @@ class Hub:
         privacy = PrivacyService(
             self.index,
             MonitoringStore(self.settings.db, site),
-            self.alarms,
+            alarms,
             events,
             aggregates,
             self.clock,
-            SelfTest(watch, self.alarms, site, prefix),
+            SelfTest(watch, alarms, site, prefix),
         )
         self._stack.callback(privacy.close)
         self._beat("api", lambda: {"state": watch.state()})
@@ -446,7 +454,7 @@ class Hub:
             clock=self.clock,
             alarms=board,
             reports=StoreReportSource(
-                site, events, self.alarms.raised_between, aggregates.stored_nights
+                site, events, alarms.raised_between, aggregates.stored_nights
             ),
             privacy=privacy,
             devices=devices,
@@ -476,7 +484,7 @@ class Hub:
         self._stack.callback(server.stop)
         self.url = server.url
 
-    def _webhook_routers(self) -> list[Any]:
+    def _webhook_routers(self) -> list[APIRouter]:
         if self.gateway is None:
             return []
         from gateway.webhook import webhook_router
@@ -506,7 +514,7 @@ class Hub:
         return out
 
     @staticmethod
-    def _store_state(events: Any) -> str:
+    def _store_state(events: EventStore) -> str:
         try:
             events.counters()
         except Exception as err:  # noqa: BLE001 - any store failure is reported, not raised

@@ -145,12 +145,14 @@ class IngestBench:
     def _accepted(self) -> int:
         if self.hub is None:
             return self._max_rowid("events")  # rows are only ever added here
+        assert self.hub.gateway is not None, "the ingest bench runs a gateway"
         metrics = self.hub.gateway.metrics()
         return int(metrics.get("carehub_gateway_messages_accepted_total", 0))
 
     def _handled(self) -> int:
         if self.hub is None:
             return self._max_rowid("alarm_seen_events")  # one row per event applied
+        assert self.hub.rules is not None, "the ingest bench runs the rules engine"
         return int(self.hub.rules.handled)
 
     def _cpu_s(self) -> float:

@@ -10,9 +10,15 @@ import json
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:  # the command bodies import these lazily, for a fast `carehub --help`
+    from carehub.site import SiteIndex
+    from gateway.store.base import EventStore
+    from services.alarms.service import AlarmService
+    from services.reports.service import StoreReportSource
 
 from app.cliutil import fail, resolve_site_path
 
@@ -85,7 +91,9 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _open(site_path: Path | None) -> tuple[Any, Any, Any, Any]:
+def _open(
+    site_path: Path | None,
+) -> tuple[SiteIndex, EventStore, AlarmService, StoreReportSource]:
     from carehub.errors import ConfigError
     from carehub.settings import get_settings
     from carehub.site import SiteIndex, load_site
@@ -113,7 +121,7 @@ def _open(site_path: Path | None) -> tuple[Any, Any, Any, Any]:
     )
 
 
-def _period(index: Any, first: date | None, last: date | None) -> tuple[date, date]:
+def _period(index: SiteIndex, first: date | None, last: date | None) -> tuple[date, date]:
     from datetime import UTC, datetime
 
     from services.reports.service import report_period
