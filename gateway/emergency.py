@@ -74,7 +74,10 @@ class ProvisionalAlarms:
                 if item.serial in self._seen:
                     continue
                 self._seen.add(item.serial)
-                for event in self.ingestor.preview(item.topic, item.payload, item.received_at):
+                events = self.ingestor.preview(
+                    item.topic, item.payload, item.received_at, retained=item.retained
+                )
+                for event in events:
                     alarm = self._alarm_for(event)
                     if alarm is None:
                         continue

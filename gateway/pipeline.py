@@ -68,6 +68,9 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
     STATUS = "status"
     """An online/offline status message: device state updated, no event."""
+    SKIPPED = "skipped"
+    """A retained uplink the broker replayed on subscribing: an old message, not a new one
+    (docs/devices.md, "Retained messages"); nothing stored, nothing dead-lettered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,11 @@ class IngestResult:
     def duplicate(self) -> bool:
         """Whether it was a redelivery of a stored message."""
         return self.outcome is Outcome.DUPLICATE
+
+    @property
+    def skipped(self) -> bool:
+        """Whether it was a retained replay, skipped."""
+        return self.outcome is Outcome.SKIPPED
 
     @property
     def rejected(self) -> bool:
@@ -163,19 +171,27 @@ class Ingestor:
     # --- the one entry point --------------------------------------------------------------
 
     def ingest(
-        self, topic: str, payload: bytes, received_at: datetime, *, redelivered: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        received_at: datetime,
+        *,
+        redelivered: bool = False,
+        retained: bool = False,
     ) -> IngestResult:
         """Judge one message; accepted events are stored (durable after `flush()`).
 
         `redelivered` is the MQTT DUP flag: for devices without a seq it widens the duplicate
-        check from a short window to "same payload as the last accepted one".
+        check from a short window to "same payload as the last accepted one". `retained` is
+        the MQTT retain flag: a retained uplink is skipped unless its model retains on purpose
+        (status and availability are retained on purpose and always read).
         """
         received_at = utc(received_at)
         with self._lock:
             self.counters.inc("carehub_gateway_messages_in_total")
             route = self.topics.route(topic)
             try:
-                result = self._ingest(route, topic, payload, received_at, redelivered)
+                result = self._ingest(route, topic, payload, received_at, redelivered, retained)
             except CodecError as err:
                 device_id = route.device_id if route else None
                 result = self._reject(topic, payload, received_at, err, device_id)
@@ -199,10 +215,13 @@ class Ingestor:
         payload: bytes,
         received_at: datetime,
         redelivered: bool,
+        retained: bool = False,
     ) -> IngestResult:
         if route is None:
             raise CodecError(Reason.WRONG_TOPIC, "not a device topic of this site")
         check_size(payload)
+        if retained and route.leaf == "selftest":
+            return self._skip_retained(None)  # an old request: the admin asked back then
         if route.leaf == "selftest":
             return self._self_test(payload, received_at)
         device_id = route.device_id
@@ -226,6 +245,8 @@ class Ingestor:
         if binding.kind not in codec.kinds:
             msg = f"model {binding.model!r} has no {binding.kind.value!r} devices"
             raise CodecError(Reason.UNKNOWN_MODEL, msg)
+        if retained and not codec.retained_uplinks:
+            return self._skip_retained(device_id)
         return self._uplink(codec, binding, topic, payload, received_at, redelivered)
 
     # --- uplinks --------------------------------------------------------------------------
@@ -313,11 +334,14 @@ class Ingestor:
             )
         return events
 
-    def preview(self, topic: str, payload: bytes, received_at: datetime) -> list[CanonicalEvent]:
+    def preview(
+        self, topic: str, payload: bytes, received_at: datetime, *, retained: bool = False
+    ) -> list[CanonicalEvent]:
         """What a device uplink says, decoded, validated and enriched, without deduplicating
         or storing it and without touching any state or lock: for the gateway's provisional
         alarms while the store hangs (the stuck commit thread holds the lock). Empty for
-        anything but a valid uplink of a known device; `ingest` judges it properly later."""
+        anything but a valid uplink of a known device, and for a retained replay that
+        `ingest` would skip; `ingest` judges it properly later."""
         route = self.topics.route(topic)
         if route is None or route.device_id is None:
             return []
@@ -326,6 +350,8 @@ class Ingestor:
         binding = self.index.device(route.device_id)
         codec = codec_for(binding.model) if binding is not None else None
         if binding is None or codec is None or binding.kind not in codec.kinds:
+            return []
+        if retained and not codec.retained_uplinks:
             return []
         received_at = utc(received_at)
         state = self._seq.get(binding.device_id) or SeqState(binding.device_id)
@@ -439,6 +465,14 @@ class Ingestor:
         self._dirty_state.add(binding.device_id)
         self.counters.inc("carehub_gateway_status_total", status=word)
         return IngestResult(Outcome.STATUS, device_id=binding.device_id)
+
+    def _skip_retained(self, device_id: str | None) -> IngestResult:
+        """A retained uplink replayed by the broker on (re)subscribing. The gateway's
+        persistent session delivered the original when it was new, so this copy is old: a
+        radar's retained `{"fall_state": 1}` must not raise a fall again after a restart."""
+        self.counters.inc("carehub_gateway_retained_skipped_total")
+        _LOGGER.debug("retained uplink of %s skipped", device_id)
+        return IngestResult(Outcome.SKIPPED, device_id=device_id)
 
     def _duplicate(self, device_id: str, event_id: str | None) -> IngestResult:
         self.counters.inc("carehub_gateway_duplicates_total")

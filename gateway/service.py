@@ -162,7 +162,11 @@ class GatewayService:
         is a bug in one message's path and must not hold up the others."""
         try:
             item.result = self.ingestor.ingest(
-                item.topic, item.payload, item.received_at, redelivered=item.redelivered
+                item.topic,
+                item.payload,
+                item.received_at,
+                redelivered=item.redelivered,
+                retained=item.retained,
             )
         except STORE_ERRORS:
             raise
