@@ -115,8 +115,17 @@ class GatewayService:
 
     def _watch(self) -> None:
         """While the commit thread is stuck in the store, announce falls provisionally
-        (gateway/emergency.py). Its own thread: the commit thread is the one that hangs."""
+        (gateway/emergency.py). Its own thread: the commit thread is the one that hangs.
+        First, once connected, clear what an earlier process announced and left retained."""
+        cleared = False
         while not self._watching.wait(0.25):
+            if not cleared and self.connected:
+                try:
+                    self.provisional.clear_all(self._publish)
+                    cleared = True
+                except Exception:
+                    _LOGGER.exception("clearing old provisional alarms failed; trying again")
+                    continue
             try:
                 self.provisional.store_state(
                     self.store_watch.state(), self.clock.now(), self._publish

@@ -111,3 +111,38 @@ def test_a_retained_fall_replayed_after_a_restart_raises_no_new_alarm(
     # a live (not retained) fall from the same radar still alarms
     probe.publish(hubs.topics.device_up("fall-a2"), RADAR_FALL)
     wait_until(lambda: falls(hub, "active"), what="a new, live fall alarm")
+
+
+def retained_on(broker: MosquittoBroker, topic_filter: str) -> dict[str, bytes]:
+    """What a newly connecting subscriber gets: the retained messages only."""
+    fresh = MqttProbe(broker.host, broker.port)
+    try:
+        fresh.subscribe(topic_filter)
+        time.sleep(0.3)
+        return {m.topic: m.payload for m in fresh.messages if m.retain and m.payload}
+    finally:
+        fresh.close()
+
+
+def test_a_starting_gateway_clears_provisional_alarms_an_earlier_one_left(
+    hubs: Hubs, probe: MqttProbe, mosquitto: MosquittoBroker
+) -> None:
+    """A gateway killed between announcing a provisional fall and settling it leaves it
+    retained; the next gateway clears it (and a stale `store_failing`) before anything else."""
+    ghost = {
+        "alarm_id": "provisional-fall-a1",
+        "rule": "fall",
+        "device_id": "fall-a1",
+        "raised_at": "2026-11-22T21:00:00Z",
+        "last_seen_at": "2026-11-22T21:00:00Z",
+        "provisional": True,
+    }
+    probe.publish(hubs.topics.provisional_fall("fall-a1"), ghost, retain=True)
+    probe.publish(hubs.topics.provisional_store(), {"alarm_id": "x"}, retain=True)
+    assert len(retained_on(mosquitto, hubs.topics.provisional_filter())) == 2
+
+    hubs.start()
+    wait_until(
+        lambda: not retained_on(mosquitto, hubs.topics.provisional_filter()),
+        what="the old provisional alarms cleared",
+    )
