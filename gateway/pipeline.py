@@ -17,10 +17,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from carehub.events import KIND_TYPES, CanonicalEvent, event_id_for, utc
+from carehub.events import KIND_TYPES, CanonicalEvent, EventType, event_id_for, utc
 from carehub.site import Binding, SiteIndex
 from carehub.timefmt import rfc3339
 from carehub.topics import SELFTEST_DEVICE, Route, TopicMap
+from gateway.budget import ROUTINE
 from gateway.codecs import (
     Codec,
     CodecError,
@@ -34,6 +35,7 @@ from gateway.codecs.base import check_size
 from gateway.errors import StoreUnavailableError
 from gateway.metrics import Counters
 from gateway.selftest import selftest_event
+from gateway.skew import ClockSkew
 from gateway.store.base import (
     DeadLetter,
     DeviceState,
@@ -159,6 +161,7 @@ class Ingestor:
         self.site = site_index.site.site
         self.topics = TopicMap(prefix, site_index)
         self.counters = Counters()
+        self._skew = ClockSkew(self.counters)
         self._flush_every = flush_every
         self._count_gaps = count_gaps
         self._lock = threading.RLock()
@@ -265,6 +268,9 @@ class Ingestor:
         ctx = DecodeContext(device_id, binding.kind, received_at, dict(seq_state.codec_state))
         decoded = codec.decode(payload, ctx)
         _validate(binding, decoded, received_at)
+        for d in decoded:
+            if d.ts is not None and self._skew.check(device_id, d.ts, received_at):
+                break
         first = decoded[0] if decoded else None
         seq = first.seq if first else None
 
@@ -442,6 +448,44 @@ class Ingestor:
         _LOGGER.info("self-test %s received", event.data["selftest_id"])
         return IngestResult(Outcome.ACCEPTED, (event,), device_id=SELFTEST_DEVICE)
 
+    # --- rate budget (gateway/budget.py) --------------------------------------------------
+
+    def rate_limited(
+        self, topic: str, payload: bytes, received_at: datetime, device_id: str
+    ) -> IngestResult | None:
+        """A message of a device over its rate budget: dead-lettered `rate_limited` when it
+        is routine (a heartbeat, or nothing that decodes), before any dedupe or store write
+        of an event; None when it is alarm-worthy and must be ingested as usual."""
+        received_at = utc(received_at)
+        events = self.preview(topic, payload, received_at)
+        if any(e.type not in ROUTINE for e in events):
+            self.counters.inc("carehub_gateway_over_budget_passed_total")
+            return None
+        with self._lock:
+            self.counters.inc("carehub_gateway_messages_in_total")
+            error = CodecError(Reason.RATE_LIMITED, f"device {device_id!r} over its rate budget")
+            result = self._reject(topic, payload, received_at, error, device_id)
+            self._unflushed += 1
+            if self._unflushed >= self._flush_every:
+                self.flush()
+            return result
+
+    def flooding(self, binding: Binding, received_at: datetime) -> CanonicalEvent:
+        """Store the `fault` event (code `rate_limited`) that starts a device's flooding
+        episode: the rules engine's `device_fault` rule makes it one technical alarm naming
+        the device, stored, acknowledged and resolved like any other (docs/alarms.md)."""
+        received_at = utc(received_at)
+        data = {"code": Reason.RATE_LIMITED.value, "source": "gateway"}
+        decoded = [Decoded(EventType.FAULT, data)]
+        key = f"flood:{rfc3339(received_at)}"
+        with self._lock:
+            (event,) = self._enrich(binding, decoded, received_at, key)
+            self.store.add_event(event, key, _decoded_digest(decoded))
+            self.counters.inc("carehub_gateway_flooding_total", device=binding.device_id)
+            self.counters.inc("carehub_gateway_events_total")
+        _LOGGER.warning("device %s is flooding: over its rate budget", binding.device_id)
+        return event
+
     # --- status, duplicates, rejections ---------------------------------------------------
 
     def _status(
@@ -491,7 +535,8 @@ class Ingestor:
         )
         self.store.add_dead_letter(letter)
         self.counters.inc("carehub_gateway_rejected_total", reason=err.reason.value)
-        _LOGGER.info("dead letter from %s: %s (%s)", topic, err.reason.value, err.detail)
+        if err.reason is not Reason.RATE_LIMITED:  # a flood logs once (flooding), not per message
+            _LOGGER.info("dead letter from %s: %s (%s)", topic, err.reason.value, err.detail)
         return IngestResult(
             Outcome.REJECTED,
             reason=err.reason.value,

@@ -37,6 +37,8 @@ class Reason(StrEnum):
     IMPOSSIBLE_VALUE = "impossible_value"
     FUTURE_TS = "future_ts"
     INTERNAL_ERROR = "internal_error"
+    RATE_LIMITED = "rate_limited"
+    """Not the payload's fault: its device is over its rate budget (gateway/budget.py)."""
 
 
 class CodecError(GatewayError):

@@ -353,3 +353,22 @@ def test_retained_uplinks_are_skipped_but_retained_status_is_read(
     assert ingestor.metrics()["carehub_gateway_retained_skipped_total"] == 3
     # the same radar message, live, is a fall
     assert ingestor.ingest(radar, fall, T0 + timedelta(seconds=1)).accepted
+
+
+def test_a_device_clock_far_off_is_counted_and_logged_once_an_hour(
+    ingestor: Ingestor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/devices.md, "Device clocks": the ts is kept, the skew is a per-device warning."""
+    behind = T0 - timedelta(hours=6)
+    for seq in range(1, 4):
+        at = T0 + timedelta(minutes=seq)
+        result = ingestor.ingest(up("fall-a1"), native(seq, "heartbeat", behind), at)
+        assert result.accepted
+        assert result.events[0].ts == behind
+    assert ingestor.ingest(up("fall-b1"), native(1, "heartbeat", T0), T0).accepted
+    ingestor.ingest(up("fall-a1"), native(9, "heartbeat", behind), T0 + timedelta(hours=2))
+    metrics = ingestor.metrics()
+    assert metrics['carehub_gateway_clock_skew_total{device="fall-a1"}'] == 4
+    assert 'carehub_gateway_clock_skew_total{device="fall-b1"}' not in metrics
+    warnings = [r for r in caplog.records if "clock is" in r.getMessage()]
+    assert len(warnings) == 2  # the first, and the next after an hour
