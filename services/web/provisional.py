@@ -11,7 +11,9 @@ A provisional alarm is hidden once the store has spoken about its device: a stor
 the same rule and device that is active (nothing shown twice), or that was resolved at or
 after the provisional one was last seen (docs/alarms.md, "Provisional alarms"). So a
 provisional fall left retained on the broker by a gateway that died never comes back on the
-board after its stored alarm was resolved.
+board after its stored alarm was resolved. The active list reads the store for that; the
+live stream, on the broker's thread, must not touch the store (it may be the one hanging)
+and checks against the stored alarm changes it has seen since its first listener.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class BoardAlarms:
         """topic → provisional alarm JSON, while announced."""
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        self._stored: dict[tuple[Any, Any], dict[str, Any]] = {}
+        """(rule, device) → the latest stored alarm change seen since the first board
+        listener subscribed: what the live stream checks a provisional alarm against."""
+        self._inner_off: Callable[[], None] | None = None
 
     # --- the MQTT side (a `_BrokerWatch` listener) ----------------------------------------
 
@@ -69,10 +75,21 @@ class BoardAlarms:
         with self._lock:
             known = topic in self._provisional
             self._provisional[topic] = alarm
-        if self._settled([alarm], self._stored_since([alarm])):
+        # never the store here: this is the broker's thread, and the store may be the one
+        # that hangs (that is what made the alarm provisional); the changes seen will do
+        with self._lock:
+            seen = list(self._stored.values())
+        if self._settled([alarm], seen):
             _LOGGER.info("provisional alarm on %s is stored already: not shown", topic)
             return
         self._emit({"type": "update" if known else "new", "alarm": alarm})
+
+    def _note_stored(self, envelope: dict[str, Any]) -> None:
+        """Remember the latest stored alarm per (rule, device) from the alarm service's feed."""
+        alarm = envelope.get("alarm")
+        if isinstance(alarm, dict) and not alarm.get("provisional"):
+            with self._lock:
+                self._stored[(alarm.get("rule"), alarm.get("device_id"))] = alarm
 
     def _emit(self, envelope: dict[str, Any]) -> None:
         with self._lock:
@@ -137,6 +154,11 @@ class BoardAlarms:
         """The alarm service's changes and the provisional ones, to one listener."""
         with self._lock:
             self._listeners.append(listener)
+            first = self._inner_off is None
+            if first:
+                self._inner_off = lambda: None
+        if first:
+            self._inner_off = self.inner.subscribe(self._note_stored)
         inner_off = self.inner.subscribe(listener)
 
         def unsubscribe() -> None:

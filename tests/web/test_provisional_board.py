@@ -5,6 +5,7 @@ died never comes back after its stored alarm was resolved (services/web/provisio
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -74,6 +75,10 @@ def test_a_provisional_fall_is_hidden_by_its_stored_alarm_active_or_resolved_aft
     # and the web app (re)reads the ghost from the broker
     clock.set(NIGHT + timedelta(minutes=5))
     service.resolve(stored["alarm_id"], "sofie", "assisted", None)
+    deadline = time.monotonic() + 5
+    while not any(e["type"] == "end" for e in live):  # the alarm service's feed thread
+        assert time.monotonic() < deadline, "the resolve never reached the live stream"
+        time.sleep(0.01)
     live.clear()
     board.on_message(TOPICS.provisional_fall("fall-a1"), provisional("fall-a1", 1))
     assert shown() == []
