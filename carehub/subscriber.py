@@ -81,6 +81,9 @@ class Delivery:
     payload: bytes
     received_at: datetime
     redelivered: bool
+    retained: bool = False
+    """The broker's retain flag: a stored message replayed on (re)subscribing, not a new one
+    (docs/devices.md, "Retained messages")."""
     result: Any = None
     """What the owner made of it; None until handled, so a retried commit handles it once."""
     failed: bool = False
@@ -264,6 +267,7 @@ class DurableSubscriber:
                 bytes(msg.payload),
                 self.clock.now(),
                 bool(msg.dup),
+                bool(msg.retain),
             )
             with self._cond:
                 self._pending.append(item)

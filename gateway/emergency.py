@@ -17,6 +17,15 @@ waiting. Nothing provisional is ever stored, counted in reports or acknowledged.
 
 The same way, while the gateway's store is not answering at all, a provisional technical
 alarm (`store_failing`) says so on `{prefix}/{site}/provisional/store/gateway`.
+
+Retained messages outlive the process that published them: a gateway killed before `settle`
+would leave a provisional fall on the broker for good. So a starting gateway clears every
+provisional topic of its site (`clear_all`) before it announces anything itself. That loses
+nothing: whatever the old process had announced is either stored by now (and the rules engine
+raised the real alarm) or was never acknowledged, so the broker delivers it again and it is
+announced again if the store still does not answer. The board also hides a provisional fall
+whose device has a stored alarm active or resolved after it (services/web/provisional.py).
+Times of provisional alarms are the hub's (`received_at`), like the rules engine's timers.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from datetime import datetime
 from typing import Any
 
 from carehub.events import CanonicalEvent, EventType
-from carehub.site import SiteIndex
+from carehub.site import DeviceKind, SiteIndex
 from carehub.subscriber import Delivery
 from carehub.topics import SiteTopics
 from gateway.pipeline import Ingestor
@@ -74,7 +83,10 @@ class ProvisionalAlarms:
                 if item.serial in self._seen:
                     continue
                 self._seen.add(item.serial)
-                for event in self.ingestor.preview(item.topic, item.payload, item.received_at):
+                events = self.ingestor.preview(
+                    item.topic, item.payload, item.received_at, retained=item.retained
+                )
+                for event in events:
                     alarm = self._alarm_for(event)
                     if alarm is None:
                         continue
@@ -103,7 +115,7 @@ class ProvisionalAlarms:
             and not self.monitored(event.resident_id)
         ):
             return None
-        now = _iso(event.ts)
+        now = _iso(event.received_at)
         alarm = self._open.get(event.device_id)
         if alarm is None:
             alarm = {
@@ -144,6 +156,22 @@ class ProvisionalAlarms:
                 del self._open[device_id]
                 publish(SiteTopics(self.prefix, self.site).provisional_fall(device_id), b"", True)
         return len(done)
+
+    def clear_all(self, publish: Publish) -> int:
+        """Clear (empty retained message) the provisional fall topic of every fall device of
+        the site and the `store_failing` topic: what an earlier gateway process announced and
+        could not settle. Call once at start, before `announce`. Answers how many topics."""
+        topics = SiteTopics(self.prefix, self.site)
+        devices = sorted(
+            d for d, spans in self.index.bindings.items() if spans[0].kind is DeviceKind.FALL
+        )
+        with self._lock:
+            for device_id in devices:
+                if device_id not in self._open:
+                    publish(topics.provisional_fall(device_id), b"", True)
+            if self._store_alarm is None:
+                publish(topics.provisional_store(), b"", True)
+        return len(devices) + 1
 
     def store_state(self, state: str, at: datetime, publish: Publish) -> bool:
         """A technical alarm on `{prefix}/{site}/provisional/store/gateway` while the

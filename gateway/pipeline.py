@@ -17,10 +17,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from carehub.events import KIND_TYPES, CanonicalEvent, event_id_for, utc
+from carehub.events import KIND_TYPES, CanonicalEvent, EventType, event_id_for, utc
 from carehub.site import Binding, SiteIndex
 from carehub.timefmt import rfc3339
 from carehub.topics import SELFTEST_DEVICE, Route, TopicMap
+from gateway.budget import ROUTINE
 from gateway.codecs import (
     Codec,
     CodecError,
@@ -34,6 +35,7 @@ from gateway.codecs.base import check_size
 from gateway.errors import StoreUnavailableError
 from gateway.metrics import Counters
 from gateway.selftest import selftest_event
+from gateway.skew import ClockSkew
 from gateway.store.base import (
     DeadLetter,
     DeviceState,
@@ -68,6 +70,9 @@ class IngestOutcome(StrEnum):
     REJECTED = "rejected"
     STATUS = "status"
     """An online/offline status message: device state updated, no event."""
+    SKIPPED = "skipped"
+    """A retained uplink the broker replayed on subscribing: an old message, not a new one
+    (docs/devices.md, "Retained messages"); nothing stored, nothing dead-lettered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,11 @@ class IngestResult:
     def duplicate(self) -> bool:
         """Whether it was a redelivery of a stored message."""
         return self.outcome is IngestOutcome.DUPLICATE
+
+    @property
+    def skipped(self) -> bool:
+        """Whether it was a retained replay, skipped."""
+        return self.outcome is Outcome.SKIPPED
 
     @property
     def rejected(self) -> bool:
@@ -151,6 +161,7 @@ class Ingestor:
         self.site = site_index.site.site
         self.topics = TopicMap(prefix, site_index)
         self.counters = Counters()
+        self._skew = ClockSkew(self.counters)
         self._flush_every = flush_every
         self._count_gaps = count_gaps
         self._lock = threading.RLock()
@@ -163,19 +174,27 @@ class Ingestor:
     # --- the one entry point --------------------------------------------------------------
 
     def ingest(
-        self, topic: str, payload: bytes, received_at: datetime, *, redelivered: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        received_at: datetime,
+        *,
+        redelivered: bool = False,
+        retained: bool = False,
     ) -> IngestResult:
         """Judge one message; accepted events are stored (durable after `flush()`).
 
         `redelivered` is the MQTT DUP flag: for devices without a seq it widens the duplicate
-        check from a short window to "same payload as the last accepted one".
+        check from a short window to "same payload as the last accepted one". `retained` is
+        the MQTT retain flag: a retained uplink is skipped unless its model retains on purpose
+        (status and availability are retained on purpose and always read).
         """
         received_at = utc(received_at)
         with self._lock:
             self.counters.inc("carehub_gateway_messages_in_total")
             route = self.topics.route(topic)
             try:
-                result = self._ingest(route, topic, payload, received_at, redelivered)
+                result = self._ingest(route, topic, payload, received_at, redelivered, retained)
             except CodecError as err:
                 device_id = route.device_id if route else None
                 result = self._reject(topic, payload, received_at, err, device_id)
@@ -199,10 +218,13 @@ class Ingestor:
         payload: bytes,
         received_at: datetime,
         redelivered: bool,
+        retained: bool = False,
     ) -> IngestResult:
         if route is None:
             raise CodecError(Reason.WRONG_TOPIC, "not a device topic of this site")
         check_size(payload)
+        if retained and route.leaf == "selftest":
+            return self._skip_retained(None)  # an old request: the admin asked back then
         if route.leaf == "selftest":
             return self._self_test(payload, received_at)
         device_id = route.device_id
@@ -226,6 +248,8 @@ class Ingestor:
         if binding.kind not in codec.kinds:
             msg = f"model {binding.model!r} has no {binding.kind.value!r} devices"
             raise CodecError(Reason.UNKNOWN_MODEL, msg)
+        if retained and not codec.retained_uplinks:
+            return self._skip_retained(device_id)
         return self._uplink(codec, binding, topic, payload, received_at, redelivered)
 
     # --- uplinks --------------------------------------------------------------------------
@@ -244,6 +268,9 @@ class Ingestor:
         ctx = DecodeContext(device_id, binding.kind, received_at, dict(seq_state.codec_state))
         decoded = codec.decode(payload, ctx)
         _validate(binding, decoded, received_at)
+        for d in decoded:
+            if d.ts is not None and self._skew.check(device_id, d.ts, received_at):
+                break
         first = decoded[0] if decoded else None
         seq = first.seq if first else None
 
@@ -313,11 +340,14 @@ class Ingestor:
             )
         return events
 
-    def preview(self, topic: str, payload: bytes, received_at: datetime) -> list[CanonicalEvent]:
+    def preview(
+        self, topic: str, payload: bytes, received_at: datetime, *, retained: bool = False
+    ) -> list[CanonicalEvent]:
         """What a device uplink says, decoded, validated and enriched, without deduplicating
         or storing it and without touching any state or lock: for the gateway's provisional
         alarms while the store hangs (the stuck commit thread holds the lock). Empty for
-        anything but a valid uplink of a known device; `ingest` judges it properly later."""
+        anything but a valid uplink of a known device, and for a retained replay that
+        `ingest` would skip; `ingest` judges it properly later."""
         route = self.topics.route(topic)
         if route is None or route.device_id is None:
             return []
@@ -326,6 +356,8 @@ class Ingestor:
         binding = self.index.device(route.device_id)
         codec = codec_for(binding.model) if binding is not None else None
         if binding is None or codec is None or binding.kind not in codec.kinds:
+            return []
+        if retained and not codec.retained_uplinks:
             return []
         received_at = utc(received_at)
         state = self._seq.get(binding.device_id) or SeqState(binding.device_id)
@@ -416,6 +448,44 @@ class Ingestor:
         _LOGGER.info("self-test %s received", event.data["selftest_id"])
         return IngestResult(IngestOutcome.ACCEPTED, (event,), device_id=SELFTEST_DEVICE)
 
+    # --- rate budget (gateway/budget.py) --------------------------------------------------
+
+    def rate_limited(
+        self, topic: str, payload: bytes, received_at: datetime, device_id: str
+    ) -> IngestResult | None:
+        """A message of a device over its rate budget: dead-lettered `rate_limited` when it
+        is routine (a heartbeat, or nothing that decodes), before any dedupe or store write
+        of an event; None when it is alarm-worthy and must be ingested as usual."""
+        received_at = utc(received_at)
+        events = self.preview(topic, payload, received_at)
+        if any(e.type not in ROUTINE for e in events):
+            self.counters.inc("carehub_gateway_over_budget_passed_total")
+            return None
+        with self._lock:
+            self.counters.inc("carehub_gateway_messages_in_total")
+            error = CodecError(Reason.RATE_LIMITED, f"device {device_id!r} over its rate budget")
+            result = self._reject(topic, payload, received_at, error, device_id)
+            self._unflushed += 1
+            if self._unflushed >= self._flush_every:
+                self.flush()
+            return result
+
+    def flooding(self, binding: Binding, received_at: datetime) -> CanonicalEvent:
+        """Store the `fault` event (code `rate_limited`) that starts a device's flooding
+        episode: the rules engine's `device_fault` rule makes it one technical alarm naming
+        the device, stored, acknowledged and resolved like any other (docs/alarms.md)."""
+        received_at = utc(received_at)
+        data = {"code": Reason.RATE_LIMITED.value, "source": "gateway"}
+        decoded = [Decoded(EventType.FAULT, data)]
+        key = f"flood:{rfc3339(received_at)}"
+        with self._lock:
+            (event,) = self._enrich(binding, decoded, received_at, key)
+            self.store.add_event(event, key, _decoded_digest(decoded))
+            self.counters.inc("carehub_gateway_flooding_total", device=binding.device_id)
+            self.counters.inc("carehub_gateway_events_total")
+        _LOGGER.warning("device %s is flooding: over its rate budget", binding.device_id)
+        return event
+
     # --- status, duplicates, rejections ---------------------------------------------------
 
     def _status(
@@ -440,6 +510,14 @@ class Ingestor:
         self.counters.inc("carehub_gateway_status_total", status=word)
         return IngestResult(IngestOutcome.STATUS, device_id=binding.device_id)
 
+    def _skip_retained(self, device_id: str | None) -> IngestResult:
+        """A retained uplink replayed by the broker on (re)subscribing. The gateway's
+        persistent session delivered the original when it was new, so this copy is old: a
+        radar's retained `{"fall_state": 1}` must not raise a fall again after a restart."""
+        self.counters.inc("carehub_gateway_retained_skipped_total")
+        _LOGGER.debug("retained uplink of %s skipped", device_id)
+        return IngestResult(Outcome.SKIPPED, device_id=device_id)
+
     def _duplicate(self, device_id: str, event_id: str | None) -> IngestResult:
         self.counters.inc("carehub_gateway_duplicates_total")
         return IngestResult(IngestOutcome.DUPLICATE, device_id=device_id, duplicate_of=event_id)
@@ -457,7 +535,8 @@ class Ingestor:
         )
         self.store.add_dead_letter(letter)
         self.counters.inc("carehub_gateway_rejected_total", reason=err.reason.value)
-        _LOGGER.info("dead letter from %s: %s (%s)", topic, err.reason.value, err.detail)
+        if err.reason is not Reason.RATE_LIMITED:  # a flood logs once (flooding), not per message
+            _LOGGER.info("dead letter from %s: %s (%s)", topic, err.reason.value, err.detail)
         return IngestResult(
             IngestOutcome.REJECTED,
             reason=err.reason.value,

@@ -14,14 +14,16 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from carehub.clock import Clock, SystemClock
 from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget
+from carehub.site import Binding
 from carehub.storewatch import StoreWatch
 from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig
 from carehub.topics import SiteTopics
+from gateway.budget import RateBudget
 from gateway.emergency import EMERGENCY_AFTER_S, ProvisionalAlarms
 from gateway.metrics import Counters
 from gateway.pipeline import STORE_ERRORS, Ingestor, IngestResult
@@ -81,6 +83,8 @@ class GatewayService:
         )
         self._next_silence_check = 0.0
         self.provisional = ProvisionalAlarms(ingestor, ingestor.index, config.prefix)
+        self.budget = RateBudget()
+        """Per-device rate budgets, on received (the injected clock's) time."""
         self._watching = threading.Event()
         self._watchdog: threading.Thread | None = None
 
@@ -115,8 +119,17 @@ class GatewayService:
 
     def _watch(self) -> None:
         """While the commit thread is stuck in the store, announce falls provisionally
-        (gateway/emergency.py). Its own thread: the commit thread is the one that hangs."""
+        (gateway/emergency.py). Its own thread: the commit thread is the one that hangs.
+        First, once connected, clear what an earlier process announced and left retained."""
+        cleared = False
         while not self._watching.wait(0.25):
+            if not cleared and self.connected:
+                try:
+                    self.provisional.clear_all(self._publish)
+                    cleared = True
+                except Exception:
+                    _LOGGER.exception("clearing old provisional alarms failed; trying again")
+                    continue
             try:
                 self.provisional.store_state(
                     self.store_watch.state(), self.clock.now(), self._publish
@@ -161,15 +174,44 @@ class GatewayService:
         """Ingest one message; a store error propagates (the batch is retried), anything else
         is a bug in one message's path and must not hold up the others."""
         try:
-            item.result = self.ingestor.ingest(
-                item.topic, item.payload, item.received_at, redelivered=item.redelivered
-            )
+            binding, within, starts = self._spend_budget(item)
+            result = None
+            if binding is not None and not within:
+                result = self.ingestor.rate_limited(
+                    item.topic, item.payload, item.received_at, binding.device_id
+                )
+            if result is None:
+                result = self.ingestor.ingest(
+                    item.topic,
+                    item.payload,
+                    item.received_at,
+                    redelivered=item.redelivered,
+                    retained=item.retained,
+                )
+            if binding is not None and starts:
+                fault = self.ingestor.flooding(binding, item.received_at)
+                result = replace(result, events=(*result.events, fault))
+            item.result = result
         except STORE_ERRORS:
             raise
         except Exception:
             item.failed = True
             self.counters.inc("carehub_gateway_ingest_errors_total")
             _LOGGER.exception("message on %s could not be handled", item.topic)
+
+    def _spend_budget(self, item: Delivery) -> tuple[Binding | None, bool, bool]:
+        """The device's rate budget (gateway/budget.py) for a device uplink: (its binding,
+        within budget, whether a flooding episode starts). No binding: not budgeted (status,
+        self-test, unknown topics and devices: cheap, or refused anyway; retained replays:
+        skipped anyway)."""
+        route = self.ingestor.topics.route(item.topic)
+        if item.retained or route is None or route.leaf != "up" or route.device_id is None:
+            return None, True, False
+        binding = self.ingestor.index.device(route.device_id)
+        if binding is None:
+            return None, True, False
+        within, starts = self.budget.take(binding, item.received_at)
+        return binding, within, starts
 
     def publish_result(self, result: IngestResult) -> None:
         """Publish a flushed result's canonical events (QoS 1) or its dead letter."""

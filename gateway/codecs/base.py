@@ -37,6 +37,8 @@ class Reason(StrEnum):
     IMPOSSIBLE_VALUE = "impossible_value"
     FUTURE_TS = "future_ts"
     INTERNAL_ERROR = "internal_error"
+    RATE_LIMITED = "rate_limited"
+    """Not the payload's fault: its device is over its rate budget (gateway/budget.py)."""
 
 
 class CodecError(GatewayError):
@@ -94,6 +96,10 @@ class Codec:
     """Vendor name of the webhook route feeding this codec (`/api/webhooks/{webhook}`)."""
     device_of: Callable[[bytes], str] | None = None
     """For webhook payloads: which device a payload is about (raises CodecError)."""
+    retained_uplinks: bool = False
+    """Whether the model retains its uplinks on purpose (its retained message is its current
+    state, to be read on subscribing). False for every model so far: a retained uplink is
+    then a replay of a message already handled, and the gateway skips it."""
 
 
 def _to_utc(value: datetime) -> datetime:

@@ -6,6 +6,7 @@ row and its timers change together or not at all.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import services.alarms.model as model
@@ -34,15 +35,20 @@ def target_json(target: EscalationTarget) -> dict[str, Any]:
     return target.model_dump(exclude_none=True)
 
 
-def arm_timers(store: AlarmStore, alarm: Alarm, escalation: Escalation) -> None:
-    """Start the escalation and reminder timers of a new alarm, from its raised time."""
+def arm_timers(
+    store: AlarmStore, alarm: Alarm, escalation: Escalation, *, start: datetime | None = None
+) -> None:
+    """Start the escalation and reminder timers of a new alarm from `start`, the hub's time
+    of its trigger (docs/alarms.md: timers run on the hub's clock, not a device's), or from
+    its raised time when that is already the hub's."""
+    begin = alarm.raised_at if start is None else start
     after = escalation.escalate_after(alarm.priority)
     if after is not None:
         store.set_timer(
             Timer(
                 escalate_timer_id(alarm.alarm_id),
                 ESCALATE,
-                alarm.raised_at + after,
+                begin + after,
                 {"alarm_id": alarm.alarm_id},
             )
         )
@@ -52,7 +58,7 @@ def arm_timers(store: AlarmStore, alarm: Alarm, escalation: Escalation) -> None:
             Timer(
                 remind_timer_id(alarm.alarm_id),
                 REMIND,
-                alarm.raised_at + every,
+                begin + every,
                 {"alarm_id": alarm.alarm_id},
             )
         )

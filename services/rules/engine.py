@@ -1,9 +1,12 @@
 """The rules engine: canonical events and the clock in, alarm changes (committed) out.
 
-Time is event time. An event's time is the earlier of its device `ts` and the gateway's
-`received_at` (a device clock running ahead cannot delay an alarm), and every timer (dose
-window, silence, escalation, reminder) is due at an event time. Timers fire when the injected
-clock passes them (`tick`), and also when an event later than them arrives (`apply`), so a
+Two times (docs/alarms.md, "Time, late and out-of-order events"). An event's time is the
+earlier of its device `ts` and the gateway's `received_at` (a device clock running ahead
+cannot delay an alarm); it orders readings and is what alarms report. Timers (silence,
+escalation, reminder) run on the hub's clock instead: they are due at a `received_at` plus
+their interval, so a device clock running behind can neither raise an alarm already
+escalated nor make an online device look silent. Timers fire when the injected clock passes
+them (`tick`), and also when an event received later than them arrives (`apply`), so a
 replay or an accelerated simulation sees the same alarms as a real night.
 
 Late and out-of-order events (the policy, also in docs/alarms.md):
@@ -89,6 +92,9 @@ class _Occurrence:
     event_id: str | None
     stale: bool
     same_within: timedelta | None = None
+    clock_at: datetime | None = None
+    """The hub's time of the trigger (`received_at`), which starts its escalation and
+    reminders; None: `at` (a timer's due time is already the hub's)."""
 
     @property
     def subject(self) -> str:
@@ -181,9 +187,10 @@ class RulesEngine:
             )
             return
         at = event_time(event)
+        received = event.received_at
         with self.store.transaction():
-            # Time has reached `at` in event time: what was due before it happened first.
-            self._fire_until(at - timedelta(microseconds=1))
+            # The hub's clock has reached `received`: what was due before that happens first.
+            self._fire_until(received - timedelta(microseconds=1))
             if not self.store.mark_seen(event.event_id, at):
                 _LOGGER.debug("event %s already handled", event.event_id)
                 return
@@ -193,7 +200,7 @@ class RulesEngine:
             binding = self.index.binding_at(event.device_id, event.ts) or self.index.device(
                 event.device_id
             )
-            ctx = EventContext(at, binding.heartbeat_seconds if binding else 60.0)
+            ctx = EventContext(at, binding.heartbeat_seconds if binding else 60.0, received)
             rules = self.index.rules_for(event.resident_id)
             stale: dict[str, bool] = {}
 
@@ -228,6 +235,7 @@ class RulesEngine:
                                 event_id=event.event_id,
                                 stale=is_stale(action.channel),
                                 same_within=action.same_within,
+                                clock_at=received,
                             )
                         )
                     elif isinstance(action, Clear):
@@ -292,7 +300,7 @@ class RulesEngine:
         self.store.insert_alarm(alarm, occ.subject)
         self.store.add_occurrence(occ.key, alarm_id, occ.event_id, occ.at, occ.ref)
         self.store.add_change(alarm, "new", "raised", occ.at)
-        arm_timers(self.store, alarm, self.index.site.escalation)
+        arm_timers(self.store, alarm, self.index.site.escalation, start=occ.clock_at)
         _LOGGER.info("alarm %s raised: %s (%s)", alarm_id, occ.rule, occ.priority.value)
 
     def _is_monitored(self, resident_id: str) -> bool:
@@ -315,7 +323,7 @@ class RulesEngine:
         self.store.insert_alarm(alarm, f"{SELF_TEST}:{event.event_id}")
         self.store.add_occurrence(event.event_id, alarm.alarm_id, event.event_id, at, None)
         self.store.add_change(alarm, "new", "raised", at)
-        arm_timers(self.store, alarm, self.index.site.escalation)
+        arm_timers(self.store, alarm, self.index.site.escalation, start=event.received_at)
         _LOGGER.info("alarm %s raised: %s", alarm.alarm_id, SELF_TEST)
 
     def _clear(

@@ -96,6 +96,8 @@ class EventContext:
     at: datetime
     """Event time: the earlier of the device's ts and the gateway's received_at."""
     heartbeat_seconds: float
+    received_at: datetime
+    """The hub's clock when the event arrived: timers start from it (docs/alarms.md)."""
 
 
 Evaluator = Callable[[CanonicalEvent, Any, EventContext], list[Action]]
@@ -180,7 +182,7 @@ def _battery(event: CanonicalEvent, cfg: BatteryLowRule, _ctx: EventContext) -> 
 
 
 def _silence(event: CanonicalEvent, cfg: SensorSilentRule, ctx: EventContext) -> list[Action]:
-    due = ctx.at + timedelta(seconds=cfg.heartbeats_missed * ctx.heartbeat_seconds)
+    due = ctx.received_at + timedelta(seconds=cfg.heartbeats_missed * ctx.heartbeat_seconds)
     data = {"device_id": event.device_id, "last_event_id": event.event_id}
     return [
         Schedule(silence_timer_id(event.device_id), "silent", due, data, channel="seen"),

@@ -3,10 +3,17 @@
 While the store does not answer, the gateway announces falls on
 `{prefix}/{site}/provisional/fall/{device_id}` before anything can be stored
 (gateway/emergency.py). This port lays them over the alarm service for the board: in the
-active list (unless a stored alarm for that device and rule is already active, so nothing is
-shown twice) and as `new`/`update`/`end` changes on the live stream. They cannot be
+active list and as `new`/`update`/`end` changes on the live stream. They cannot be
 acknowledged or resolved (409): nothing about them can be recorded until the store answers,
 and then the stored alarm replaces them.
+
+A provisional alarm is hidden once the store has spoken about its device: a stored alarm of
+the same rule and device that is active (nothing shown twice), or that was resolved at or
+after the provisional one was last seen (docs/alarms.md, "Provisional alarms"). So a
+provisional fall left retained on the broker by a gateway that died never comes back on the
+board after its stored alarm was resolved. The active list reads the store for that; the
+live stream, on the broker's thread, must not touch the store (it may be the one hanging)
+and checks against the stored alarm changes it has seen since its first listener.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carehub.topics import SiteTopics
@@ -24,6 +31,10 @@ from services.web.ports import AlarmsPort, ConflictError
 _LOGGER = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], None]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+STORED_LOOKBACK = timedelta(days=1)
+"""How far before a provisional alarm a stored alarm about the same fall may have been raised."""
 
 
 class BoardAlarms:
@@ -36,6 +47,10 @@ class BoardAlarms:
         """topic → provisional alarm JSON, while announced."""
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        self._stored: dict[tuple[Any, Any], dict[str, Any]] = {}
+        """(rule, device) → the latest stored alarm change seen since the first board
+        listener subscribed: what the live stream checks a provisional alarm against."""
+        self._inner_off: Callable[[], None] | None = None
 
     # --- the MQTT side (a `_BrokerWatch` listener) ----------------------------------------
 
@@ -60,7 +75,21 @@ class BoardAlarms:
         with self._lock:
             known = topic in self._provisional
             self._provisional[topic] = alarm
+        # never the store here: this is the broker's thread, and the store may be the one
+        # that hangs (that is what made the alarm provisional); the changes seen will do
+        with self._lock:
+            seen = list(self._stored.values())
+        if self._settled([alarm], seen):
+            _LOGGER.info("provisional alarm on %s is stored already: not shown", topic)
+            return
         self._emit({"type": "update" if known else "new", "alarm": alarm})
+
+    def _note_stored(self, envelope: dict[str, Any]) -> None:
+        """Remember the latest stored alarm per (rule, device) from the alarm service's feed."""
+        alarm = envelope.get("alarm")
+        if isinstance(alarm, dict) and not alarm.get("provisional"):
+            with self._lock:
+                self._stored[(alarm.get("rule"), alarm.get("device_id"))] = alarm
 
     def _emit(self, envelope: dict[str, Any]) -> None:
         with self._lock:
@@ -75,14 +104,39 @@ class BoardAlarms:
         stored = self.inner.list_alarms(state, since)
         if state != "active":
             return stored
-        covered = {(a.get("rule"), a.get("device_id")) for a in stored}
         with self._lock:
-            extra = [
-                a
-                for a in self._provisional.values()
-                if (a.get("rule"), a.get("device_id")) not in covered
-            ]
-        return [*stored, *extra]
+            provisional = list(self._provisional.values())
+        if not provisional:
+            return stored
+        settled = self._settled(provisional, self._stored_since(provisional))
+        return [*stored, *(a for a in provisional if id(a) not in settled)]
+
+    def _stored_since(self, provisional: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Stored alarms, active or not, that may be about these provisional ones: raised
+        up to a day before the earliest of them (a fall repeating on an open alarm counts
+        on it for hours) or later."""
+        first = min(_time(a, "raised_at") for a in provisional)
+        try:
+            return self.inner.list_alarms("all", first - STORED_LOOKBACK)
+        except Exception:  # noqa: BLE001 - the store that made them provisional: show all
+            _LOGGER.warning("stored alarms unreadable; every provisional alarm shown")
+            return []
+
+    @staticmethod
+    def _settled(provisional: list[dict[str, Any]], stored: list[dict[str, Any]]) -> set[int]:
+        """`id()`s of the provisional alarms a stored alarm has taken over: same rule and
+        device, and active, or resolved at or after the provisional one was last seen."""
+        by_key: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+        for s in stored:
+            by_key.setdefault((s.get("rule"), s.get("device_id")), []).append(s)
+        settled: set[int] = set()
+        for a in provisional:
+            seen = _time(a, "last_seen_at")
+            for s in by_key.get((a.get("rule"), a.get("device_id")), []):
+                if s.get("state") != "resolved" or _time(s, "resolved_at") >= seen:
+                    settled.add(id(a))
+                    break
+        return settled
 
     def acknowledge(self, alarm_id: str, username: str) -> dict[str, Any]:
         """Stored alarms only: a provisional one has nowhere to record who took it."""
@@ -100,6 +154,11 @@ class BoardAlarms:
         """The alarm service's changes and the provisional ones, to one listener."""
         with self._lock:
             self._listeners.append(listener)
+            first = self._inner_off is None
+            if first:
+                self._inner_off = lambda: None
+        if first:
+            self._inner_off = self.inner.subscribe(self._note_stored)
         inner_off = self.inner.subscribe(listener)
 
         def unsubscribe() -> None:
@@ -123,3 +182,13 @@ class BoardAlarms:
     def __getattr__(self, name: str) -> Any:
         """Everything else (audit log, escalation, ...) is the alarm service's."""
         return getattr(self.inner, name)
+
+
+def _time(alarm: dict[str, Any], key: str) -> datetime:
+    """An RFC 3339 time of an alarm's JSON (`raised_at` when the key is missing); the far
+    past when neither parses, so a malformed provisional alarm is shown rather than lost."""
+    raw = alarm.get(key) or alarm.get("raised_at")
+    try:
+        return datetime.fromisoformat(str(raw).replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return EPOCH

@@ -327,3 +327,48 @@ def test_flushes_by_itself_every_n_messages(test_index: SiteIndex, db_path: Path
         ingestor.ingest(up("fall-a1"), native(seq, "fall_cleared"), T0)
     assert len(stored(store)) == 20  # the reader sees committed rows only
     ingestor.close()
+
+
+def test_retained_uplinks_are_skipped_but_retained_status_is_read(
+    ingestor: Ingestor, store: SqliteEventStore
+) -> None:
+    """docs/devices.md, "Retained messages": the broker's replay of an uplink is old news;
+    a status (a last will) and Zigbee2MQTT's availability are retained on purpose."""
+    radar = f"carehub/{SITE}/devices/fall-a2/up"
+    fall = b'{"presence": 1, "movement": 0, "fall_state": 1}'
+    skipped = ingestor.ingest(radar, fall, T0, retained=True)
+    assert skipped.outcome is Outcome.SKIPPED
+    assert (skipped.events, skipped.dead_letter, skipped.device_id) == ((), None, "fall-a2")
+    wet = ingestor.ingest("zigbee2mqtt/bed-b1-window", b'{"water_leak": true}', T0, retained=True)
+    assert wet.skipped
+    assert ingestor.ingest(up("fall-a1"), native(1, "fall"), T0, retained=True).skipped
+    assert ingestor.preview(radar, fall, T0, retained=True) == []
+    assert len(ingestor.preview(radar, fall, T0)) == 1
+    status = ingestor.ingest(f"carehub/{SITE}/devices/fall-a1/status", b"online", T0, retained=True)
+    assert status.outcome is Outcome.STATUS
+    avail = ingestor.ingest("zigbee2mqtt/bed-b1-window/availability", b"online", T0, retained=True)
+    assert avail.outcome is Outcome.STATUS
+    ingestor.flush()
+    assert stored(store) == []
+    assert ingestor.metrics()["carehub_gateway_retained_skipped_total"] == 3
+    # the same radar message, live, is a fall
+    assert ingestor.ingest(radar, fall, T0 + timedelta(seconds=1)).accepted
+
+
+def test_a_device_clock_far_off_is_counted_and_logged_once_an_hour(
+    ingestor: Ingestor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/devices.md, "Device clocks": the ts is kept, the skew is a per-device warning."""
+    behind = T0 - timedelta(hours=6)
+    for seq in range(1, 4):
+        at = T0 + timedelta(minutes=seq)
+        result = ingestor.ingest(up("fall-a1"), native(seq, "heartbeat", behind), at)
+        assert result.accepted
+        assert result.events[0].ts == behind
+    assert ingestor.ingest(up("fall-b1"), native(1, "heartbeat", T0), T0).accepted
+    ingestor.ingest(up("fall-a1"), native(9, "heartbeat", behind), T0 + timedelta(hours=2))
+    metrics = ingestor.metrics()
+    assert metrics['carehub_gateway_clock_skew_total{device="fall-a1"}'] == 4
+    assert 'carehub_gateway_clock_skew_total{device="fall-b1"}' not in metrics
+    warnings = [r for r in caplog.records if "clock is" in r.getMessage()]
+    assert len(warnings) == 2  # the first, and the next after an hour

@@ -65,7 +65,7 @@ def make_event_factory(index: SiteIndex) -> MakeEvent:
             kind=binding.kind,
             type=EventType(type_),
             ts=ts,
-            received_at=received_at or ts + timedelta(milliseconds=50),
+            received_at=received_at or ts,
             resident_id=residents[0] if len(residents) == 1 else None,
             room=index.room_of(binding),
             data=data,

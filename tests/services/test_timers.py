@@ -219,6 +219,44 @@ def test_device_clock_ahead_cannot_delay_escalation(
     assert "escalated" in [c.reason for c in engine.tick()]
 
 
+def test_a_fall_with_a_device_clock_six_hours_behind_does_not_arrive_escalated(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent
+) -> None:
+    """Escalation runs on the hub's clock (received_at); the device ts is kept for reports."""
+    clock.set(NIGHT)
+    behind = make_event(
+        "fall-b1", "fall", NIGHT - timedelta(hours=6), received_at=NIGHT, confidence=0.9
+    )
+    (new,) = rules_of(engine.handle(behind))
+    assert new == ("fall", "raised")
+    clock.advance(timedelta(seconds=90))
+    assert [c.reason for c in engine.tick() if c.alarm["rule"] == "fall"] == ["reminder"]
+    clock.set(NIGHT + timedelta(minutes=2, seconds=3))
+    (escalated,) = [c for c in engine.tick() if c.reason == "escalated"]
+    assert escalated.at == NIGHT + timedelta(minutes=2)
+    assert escalated.alarm["raised_at"] == "2026-11-22T16:00:00.000000Z"  # the device's time
+
+
+def test_an_online_device_whose_clock_lags_is_not_silent(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent
+) -> None:
+    """Silence is measured on received time: a heartbeat every 60 s with a ts ten minutes
+    behind keeps the device supervised and quiet; once it stops, 3 x 60 s later it alarms."""
+    silent: list[str] = []
+    for minute in range(10):
+        now = NIGHT + timedelta(minutes=minute)
+        clock.set(now)
+        lagging = make_event(
+            "fall-a1", "heartbeat", now - timedelta(minutes=10), received_at=now, battery=80
+        )
+        silent += [c.reason for c in engine.handle(lagging) if c.alarm["rule"] == "sensor_silent"]
+        clock.set(now + timedelta(seconds=59))
+        silent += [c.reason for c in engine.tick() if c.alarm["rule"] == "sensor_silent"]
+    assert "raised" not in silent
+    clock.set(NIGHT + timedelta(minutes=9 + 3, seconds=3))
+    assert "raised" in [c.reason for c in engine.tick() if c.alarm["rule"] == "sensor_silent"]
+
+
 def test_a_dose_id_used_again_the_next_night_alarms_again(
     engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
 ) -> None:
