@@ -19,7 +19,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -246,6 +246,13 @@ class AlarmStore:
                 msg = "store writes belong inside store.transaction()"
                 raise RuntimeError(msg)
             return self._conn.execute(sql, args).rowcount
+
+    def sql(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement on the store's connection, in its open transaction if any: for a
+        table of another component that must change atomically with the alarms (the
+        hand-over log, docs/handover.md)."""
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
 
     # --- alarms ---------------------------------------------------------------------------
 
