@@ -6,6 +6,10 @@ The receive path (paho's network thread) only buffers; the commit thread of a
 events of that flush and only then acknowledges those messages to the broker. With an MQTT 5
 persistent session (or a 3.1.1 clean_session=False one) the broker redelivers whatever was not
 acknowledged when we died, and the pipeline's dedupe drops what was already stored.
+
+The rules engine does not depend on the published events: the store's flush also commits each
+new event to the hand-over log, which the rules engine reads (docs/handover.md). The watchdog
+raises `handover_stalled` when that log stops draining.
 """
 
 from __future__ import annotations
