@@ -292,7 +292,7 @@ class Hub:
         from gateway.service import GatewayConfig, GatewayService
         from gateway.store import open_store
 
-        store = open_store(self.settings)
+        store = open_store(self.settings, handover=True)
         ingestor = Ingestor(self.index, store, self.settings.mqtt_prefix)
         self._stack.callback(ingestor.close)
         config = GatewayConfig(
@@ -301,6 +301,8 @@ class Hub:
             client_id=f"{self.options.client_id_prefix}-gateway",
             protocol=self.options.protocol,
             ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
+            handover_db=self.settings.db,
+            handover_stall_s=self.settings.handover_stall_s,
         )
         self.gateway = GatewayService(ingestor, config, self.clock)
         from services.rules.monitoring import MonitoringSwitch
@@ -348,6 +350,8 @@ class Hub:
         self.rules.start()
         self._stack.callback(self.rules.stop)
         rules = self.rules
+        if self.gateway is not None:  # one process: the gateway wakes us right after its commit
+            self.gateway.on_handover = rules.wake
 
         def status() -> dict[str, Any]:
             store = rules.store_watch.state()

@@ -90,6 +90,17 @@ class Settings(BaseSettings):
         ge=1,
         description="Days raw events and dead letters are kept; older nights stay as aggregates.",
     )
+    handover_poll_s: float = Field(
+        0.05,
+        gt=0,
+        le=5,
+        description="Seconds between the rules part's looks at the hand-over log.",
+    )
+    handover_stall_s: float = Field(
+        30.0,
+        gt=0,
+        description="An event waiting this long for the rules engine raises handover_stalled.",
+    )
 
     @field_validator("mqtt_prefix")
     @classmethod

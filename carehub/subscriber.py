@@ -132,6 +132,7 @@ class DurableSubscriber:
         self._aborted = False
         self._failing = False
         self._ready = threading.Event()
+        self._woken = False
         self._threads: list[threading.Thread] = []
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -197,6 +198,13 @@ class DurableSubscriber:
         """Whether the broker connection is up (for heartbeats and /healthz)."""
         client = self._client
         return client is not None and client.is_connected()
+
+    def wake(self) -> None:
+        """Run a round (commit, then `tick`) now instead of after the interval: the owner
+        learned of work that does not arrive by MQTT (the rules engine's hand-over log)."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
 
     def pending(self) -> int:
         """Messages received and not yet acknowledged."""
@@ -283,10 +291,12 @@ class DurableSubscriber:
         while not self._stopping.is_set():
             with self._cond:
                 waiting = len(self._pending)
-                if not waiting or (
-                    not self.config.wake_on_first and waiting < self.config.commit_batch
+                if not self._woken and (
+                    not waiting
+                    or (not self.config.wake_on_first and waiting < self.config.commit_batch)
                 ):
                     self._cond.wait(self.config.commit_interval_s)
+                self._woken = False
             if self._aborted:
                 return
             try:

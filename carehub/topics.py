@@ -88,6 +88,10 @@ class SiteTopics:
         """The retained technical alarm `store_failing` from the gateway."""
         return f"{self.base}/provisional/store/gateway"
 
+    def provisional_handover(self) -> str:
+        """The retained technical alarm `handover_stalled` from the gateway (docs/handover.md)."""
+        return f"{self.base}/provisional/store/handover"
+
     def provisional_head(self) -> str:
         """The common beginning of every provisional topic."""
         return f"{self.base}/provisional/"

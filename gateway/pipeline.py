@@ -101,7 +101,7 @@ class IngestResult:
     @property
     def skipped(self) -> bool:
         """Whether it was a retained replay, skipped."""
-        return self.outcome is Outcome.SKIPPED
+        return self.outcome is IngestOutcome.SKIPPED
 
     @property
     def rejected(self) -> bool:
@@ -516,7 +516,7 @@ class Ingestor:
         radar's retained `{"fall_state": 1}` must not raise a fall again after a restart."""
         self.counters.inc("carehub_gateway_retained_skipped_total")
         _LOGGER.debug("retained uplink of %s skipped", device_id)
-        return IngestResult(Outcome.SKIPPED, device_id=device_id)
+        return IngestResult(IngestOutcome.SKIPPED, device_id=device_id)
 
     def _duplicate(self, device_id: str, event_id: str | None) -> IngestResult:
         self.counters.inc("carehub_gateway_duplicates_total")

@@ -6,6 +6,10 @@ The receive path (paho's network thread) only buffers; the commit thread of a
 events of that flush and only then acknowledges those messages to the broker. With an MQTT 5
 persistent session (or a 3.1.1 clean_session=False one) the broker redelivers whatever was not
 acknowledged when we died, and the pipeline's dedupe drops what was already stored.
+
+The rules engine does not depend on the published events: the store's flush also commits each
+new event to the hand-over log, which the rules engine reads (docs/handover.md). The watchdog
+raises `handover_stalled` when that log stops draining.
 """
 
 from __future__ import annotations
@@ -14,17 +18,21 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+from carehub import failpoints
 from carehub.clock import Clock, SystemClock
 from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget
 from carehub.site import Binding
 from carehub.storewatch import StoreWatch
 from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig
-from carehub.topics import SiteTopics
+from carehub.topics import SELFTEST_DEVICE, SiteTopics
 from gateway.budget import RateBudget
 from gateway.emergency import EMERGENCY_AFTER_S, ProvisionalAlarms
+from gateway.handover import CHECK_EVERY_S, STALL_AFTER_S, HandoverWatch, HandsOver
 from gateway.metrics import Counters
 from gateway.pipeline import STORE_ERRORS, Ingestor, IngestResult
 
@@ -48,6 +56,10 @@ class GatewayConfig:
     ca_file: str | None = None
     emergency_after_s: float = EMERGENCY_AFTER_S
     """Announce falls provisionally once messages wait this long for their commit."""
+    handover_db: Path | None = None
+    """The SQLite file with the hand-over log to watch (None: no rules engine reads one)."""
+    handover_stall_s: float = STALL_AFTER_S
+    """The oldest unhandled hand-over row older than this raises `handover_stalled`."""
 
 
 class GatewayService:
@@ -87,6 +99,15 @@ class GatewayService:
         """Per-device rate budgets, on received (the injected clock's) time."""
         self._watching = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self.handover_watch = (
+            HandoverWatch(config.handover_db, ingestor.site, config.prefix, config.handover_stall_s)
+            if config.handover_db is not None
+            else None
+        )
+        self._next_handover_check = 0.0
+        self.on_handover: Callable[[], None] | None = None
+        """Called right after a commit that handed events over: the in-process rules
+        engine's wake-up (app/hub.py wires it in the one-process layout)."""
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -105,6 +126,8 @@ class GatewayService:
         """Commit, acknowledge and publish what is pending, then disconnect."""
         self._stop_watchdog()
         self.subscriber.stop()
+        if self.handover_watch is not None:
+            self.handover_watch.close()
 
     def abort(self) -> None:
         """Die as a crash would: no commit, no acknowledgements, no DISCONNECT (for tests)."""
@@ -138,6 +161,11 @@ class GatewayService:
                 if waiting:
                     n = self.provisional.announce(waiting, self._publish)
                     self.counters.inc("carehub_gateway_provisional_alarms_total", n)
+                if self.handover_watch is not None and time.monotonic() >= (
+                    self._next_handover_check
+                ):
+                    self._next_handover_check = time.monotonic() + CHECK_EVERY_S
+                    self.handover_watch.check(self._publish, self.connected)
             except Exception:
                 _LOGGER.exception("provisional alarms failed; the normal path goes on")
 
@@ -162,10 +190,13 @@ class GatewayService:
             for item in batch:
                 if item.result is None and not item.failed:  # once, even across retries
                     self._ingest(item)
+                    self._hand_over_unstored(item)
             self.ingestor.flush()
+        failpoints.hit("gateway.after_commit")
         for item in batch:
             if item.result is not None:
                 self.publish_result(item.result)
+        failpoints.hit("gateway.after_publish")
         # what was announced provisionally is stored now; the rules engine takes over
         if self.provisional.engaged:  # only after an outage: no copy of the queue per commit
             self.provisional.settle(self.subscriber.queued(), self._publish)
@@ -213,8 +244,25 @@ class GatewayService:
         within, starts = self.budget.take(binding, item.received_at)
         return binding, within, starts
 
+    def _hand_over_unstored(self, item: Delivery) -> None:
+        """A self-test is published, never stored; the rules engine still gets it through the
+        hand-over log, with the batch's flush (docs/handover.md)."""
+        result = item.result
+        store = self.ingestor.store
+        if (
+            result is not None
+            and result.accepted
+            and result.device_id == SELFTEST_DEVICE
+            and isinstance(store, HandsOver)
+        ):
+            store.hand_over(result.events)
+
     def publish_result(self, result: IngestResult) -> None:
-        """Publish a flushed result's canonical events (QoS 1) or its dead letter."""
+        """Wake the in-process rules engine, then publish a flushed result's canonical events
+        (QoS 1) or its dead letter. The rules engine reads the hand-over log, not these: they
+        are for other consumers (central ingest, Grafana, the web app's self-test)."""
+        if result.events and self.on_handover is not None:
+            self.on_handover()
         client = self.subscriber.client
         if client is None:
             return
@@ -251,4 +299,5 @@ class GatewayService:
             "carehub_gateway_mqtt_connects_total": float(sub.connects),
             "carehub_gateway_mqtt_disconnects_total": float(sub.disconnects),
             "carehub_gateway_commits_total": float(sub.commits),
+            **(self.handover_watch.metrics() if self.handover_watch is not None else {}),
         }

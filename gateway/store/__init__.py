@@ -15,8 +15,12 @@ from gateway.store.base import (
 __all__ = ["DeadLetter", "DedupeHit", "DeviceState", "EventStore", "SeqState", "open_store"]
 
 
-def open_store(settings: Settings) -> EventStore:
-    """InfluxDB when `CAREHUB_INFLUX_URL` is set (then token, org and bucket too), else SQLite."""
+def open_store(settings: Settings, *, handover: bool = False) -> EventStore:
+    """InfluxDB when `CAREHUB_INFLUX_URL` is set (then token, org and bucket too), else SQLite.
+
+    `handover`: the live gateway's store, which also hands each new event over to the rules
+    engine through the SQLite file's hand-over log (docs/handover.md).
+    """
     if settings.influx_url:
         from gateway.store.influx import InfluxEventStore
 
@@ -37,7 +41,8 @@ def open_store(settings: Settings) -> EventStore:
             settings.influx_token.get_secret_value(),
             settings.influx_org or "",
             settings.influx_bucket or "",
+            handover_db=settings.db if handover else None,
         )
     from gateway.store.sqlite import SqliteEventStore
 
-    return SqliteEventStore(settings.db)
+    return SqliteEventStore(settings.db, handover=handover)

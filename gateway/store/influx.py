@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,7 @@ from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
 import gateway.store.influx_schema as s
+from carehub import handover as handover_log
 from carehub.events import CanonicalEvent, EventType
 from carehub.site import DeviceKind
 from carehub.timefmt import from_us, to_us
@@ -69,7 +72,11 @@ class InfluxEventStore:
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
         timeout_ms: int = 10_000,
         dedupe_lookback: timedelta = DEDUPE_LOOKBACK,
+        handover_db: Path | str | None = None,
     ) -> None:
+        """`handover_db`: the SQLite file whose hand-over log the rules engine reads; each
+        flush commits the new events' rows there before it writes to InfluxDB
+        (docs/handover.md says why before, and why that is exactly once)."""
         self.bucket = bucket
         self.org = org
         self._client = InfluxDBClient(url=url, token=token, org=org, timeout=timeout_ms)
@@ -79,6 +86,16 @@ class InfluxEventStore:
         self._lock = threading.RLock()
         self._buffer: list[Point] = []
         self._dedupe: dict[tuple[str, str], DedupeHit] = {}
+        self._handover: list[CanonicalEvent] = []
+        self._side: sqlite3.Connection | None = None
+        if handover_db is not None:
+            self._side = sqlite3.connect(
+                handover_db, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._side.execute("PRAGMA journal_mode=WAL")
+            self._side.execute("PRAGMA synchronous=FULL")
+            side = self._side
+            handover_log.create(lambda sql, args: side.execute(sql, args).fetchall())
         try:
             self._load_dedupe(dedupe_lookback)
         except (ApiException, HTTPError, OSError) as err:
@@ -128,6 +145,38 @@ class InfluxEventStore:
         with self._lock:
             self._buffer.append(p)
             self._dedupe[(event.device_id, key)] = DedupeHit(event.event_id, digest)
+            if self._side is not None:
+                self._handover.append(event)
+
+    def hand_over(self, events: Sequence[CanonicalEvent]) -> None:
+        """Hand over events that are not stored (an admin's self-test) with the next flush."""
+        with self._lock:
+            if self._side is not None:
+                self._handover.extend(events)
+
+    def _flush_handover(self) -> None:
+        """Commit the staged hand-over rows to the SQLite file, before the InfluxDB write.
+
+        Before, not after: a crash between the two then leaves the device message
+        unacknowledged and not in InfluxDB, so its redelivery is stored and handed over again
+        under the same event id, which the rules engine ignores as already handled. After
+        would leave it in InfluxDB, where the dedupe cache loaded at restart would call the
+        redelivery a duplicate, and its hand-over would be lost.
+        """
+        if self._side is None or not self._handover:
+            return
+        now = datetime.now(UTC)
+        side = self._side
+        side.execute("BEGIN IMMEDIATE")
+        try:
+            side.executemany(
+                handover_log.INSERT, [handover_log.row(e, now) for e in self._handover]
+            )
+        except BaseException:
+            side.execute("ROLLBACK")
+            raise
+        side.execute("COMMIT")
+        self._handover.clear()
 
     def lookup(self, device_id: str, key: str) -> DedupeHit | None:
         """From the in-memory dedupe index (recent keys loaded at start, plus new ones)."""
@@ -194,6 +243,7 @@ class InfluxEventStore:
     def flush(self) -> None:
         """Write the buffer; retry with backoff; keep it and raise if InfluxDB stays away."""
         with self._lock:
+            self._flush_handover()
             if not self._buffer:
                 return
             points = list(self._buffer)
@@ -220,6 +270,8 @@ class InfluxEventStore:
         finally:
             self._write.close()
             self._client.close()
+            if self._side is not None:
+                self._side.close()
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -15,12 +15,13 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from carehub import handover as handover_log
 from carehub.events import CanonicalEvent, EventType
 from carehub.site import DeviceKind
 from carehub.timefmt import from_us, to_us
@@ -129,13 +130,21 @@ class SqliteEventStore:
     must survive a power cut, not only a process crash. Batching keeps that affordable.
     """
 
-    def __init__(self, path: Path | str, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(
+        self, path: Path | str, batch_size: int = DEFAULT_BATCH_SIZE, *, handover: bool = False
+    ) -> None:
+        """`handover`: also append each new event to the rules engine's hand-over log, in the
+        transaction that stores it (the live gateway; not imports or backfills, whose history
+        raises no alarms). docs/handover.md"""
         self.path = Path(path)
+        self.handover = handover
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.batch_size = batch_size
         self._lock = threading.RLock()
         self._write = self._connect()
         self._write.executescript(SCHEMA)
+        if handover:
+            handover_log.create(lambda sql, args: self._write.execute(sql, args).fetchall())
         self._read = self._connect()
         self._read_lock = threading.Lock()
         self._pending = 0
@@ -150,12 +159,13 @@ class SqliteEventStore:
 
     # --- writes ---------------------------------------------------------------------------
 
-    def _exec(self, sql: str, params: Sequence[Any]) -> None:
+    def _exec(self, sql: str, params: Sequence[Any]) -> int:
         with self._lock:
             if not self._write.in_transaction:
                 self._write.execute("BEGIN IMMEDIATE")
-            self._write.execute(sql, params)
+            rowcount = self._write.execute(sql, params).rowcount
             self._pending += 1
+            return rowcount
 
     def _maybe_commit(self) -> None:
         """A safety valve for callers that never flush; the pipeline flushes well before."""
@@ -163,9 +173,9 @@ class SqliteEventStore:
             self._commit()
 
     def add_event(self, event: CanonicalEvent, key: str, digest: str) -> None:
-        """Buffer an event and take its dedupe key."""
+        """Buffer an event and take its dedupe key (and hand it over, when this store does)."""
         with self._lock:
-            self._exec(
+            inserted = self._exec(
                 "INSERT OR IGNORE INTO events (event_id, site, device_id, kind, type, ts_us,"
                 " received_at_us, resident_id, room, seq, data)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -188,7 +198,16 @@ class SqliteEventStore:
                 " VALUES (?, ?, ?, ?, ?)",
                 (event.device_id, key, digest, event.event_id, _us(event.received_at)),
             )
+            if self.handover and inserted:
+                self._exec(handover_log.INSERT, handover_log.row(event, datetime.now(UTC)))
             self._maybe_commit()
+
+    def hand_over(self, events: Sequence[CanonicalEvent]) -> None:
+        """Buffer hand-over rows for events that are not stored (an admin's self-test), in the
+        open transaction: durable with the next flush, like everything else."""
+        with self._lock:
+            for event in events:
+                self._exec(handover_log.INSERT, handover_log.row(event, datetime.now(UTC)))
 
     def lookup(self, device_id: str, key: str) -> DedupeHit | None:
         """Read through the writer, so keys taken in the open transaction count too."""

@@ -1,13 +1,17 @@
-"""The rules service: MQTT canonical events in, committed alarms out, on the broker.
+"""The rules service: stored events in from the hand-over log, committed alarms out on MQTT.
 
-It runs on `carehub.subscriber.DurableSubscriber`, as the gateway does: paho's network thread
-only queues messages; the commit thread applies each batch to the engine in one transaction
-(one savepoint per event, so a bad event cannot sink the batch), fires due timers, commits,
-publishes committed changes and only then acknowledges the batch (`manual_ack`). It wakes as
-soon as an event arrives on an empty queue (`wake_on_first`), so a fall waits for the previous
-batch, never for a timer. The subscription is a persistent session, so events that arrive
-while we are down, or that we received but never acknowledged, are delivered again, and the
-engine's idempotency on `event_id` drops what was already applied.
+The gateway appends every stored event to the hand-over log in the SQLite file, in the
+transaction that stores it (carehub/handover.py). We read it urgent-first, apply a batch to the
+engine (one savepoint per event, so a bad event cannot sink the batch) and delete the rows we
+handled in the same transaction as the alarms they caused, then publish the committed alarm
+changes. So each stored event reaches the engine exactly once across a kill -9 of either
+part, and no broker queue can drop one under a flood (docs/handover.md).
+
+It runs on `carehub.subscriber.DurableSubscriber`, for its broker connection (alarms are
+published on it) and its commit thread. That thread reads the log when woken: by the gateway
+in this process right after its commit (`wake`), by a canonical event on MQTT (only a hint:
+the events themselves are read from the log), or every `poll_s`. It also fires due timers
+every `tick_s` and prunes hourly.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from carehub import failpoints
+from carehub import handover as handover_log
 from carehub.clock import Clock, SystemClock
 from carehub.errors import ConfigError
-from carehub.events import CanonicalEvent
 from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget, Settings
 from carehub.site import SiteIndex
@@ -54,7 +59,10 @@ class RulesConfig:
     session_expiry_s: int = 86_400
     tick_s: float = 0.5
     """Real seconds between timer checks (timers themselves are in clock time)."""
+    poll_s: float = 0.05
+    """Real seconds between looks at the hand-over log when nothing wakes us."""
     batch: int = 500
+    """Hand-over rows per transaction; a fall arriving meanwhile waits for one batch."""
     ca_file: str | None = None
     engine: EngineConfig = field(default_factory=EngineConfig)
 
@@ -98,7 +106,7 @@ class RulesService:
                 filters=(self.events_filter,),
                 protocol=config.protocol,
                 session_expiry_s=config.session_expiry_s,
-                commit_interval_s=config.tick_s,
+                commit_interval_s=min(config.poll_s, config.tick_s),
                 commit_batch=config.batch,
                 ca_file=config.ca_file,
                 wake_on_first=True,
@@ -127,6 +135,7 @@ class RulesService:
         if target is None:
             msg = "CAREHUB_MQTT_URL is not set. The rules service needs a broker."
             raise ConfigError(msg)
+        overrides.setdefault("poll_s", settings.handover_poll_s)
         config = RulesConfig(
             target=target,
             prefix=settings.mqtt_prefix,
@@ -141,15 +150,20 @@ class RulesService:
 
     @property
     def events_filter(self) -> str:
-        """The subscription: every canonical event of this site."""
+        """The subscription: every canonical event of this site, as a wake-up hint only."""
         return SiteTopics(self.config.prefix, self.site).events_filter()
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Arm supervision timers, connect (retrying in the background), start working."""
+        handover_log.create(self.store.sql)
         self.engine.start()
         self.subscriber.start()
+
+    def wake(self) -> None:
+        """Read the hand-over log now: the gateway in this process has just committed."""
+        self.subscriber.wake()
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """Whether the connection and subscription are up within `timeout`."""
@@ -178,6 +192,7 @@ class RulesService:
         out: dict[str, float] = {
             "carehub_rules_events_total": float(self.handled),
             "carehub_rules_alarm_publishes_total": float(self.publisher.published),
+            **handover_log.backlog(self.store.sql).metrics(self.clock.now()),
         }
         for state, n in self.store.counts_by_state().items():
             out[f'carehub_alarms{{state="{state}"}}'] = float(n)
@@ -188,27 +203,41 @@ class RulesService:
 
     # --- work (on the subscriber's commit thread) ------------------------------------------
 
-    def _commit(self, batch: list[Delivery]) -> None:
-        """Apply a batch and the due timers in one transaction, then publish what changed;
-        the subscriber acknowledges the batch after this returns."""
-        with self.store_watch.commit():
-            self._apply(batch)
-            self.engine.tick()
-        self._next_tick = time.monotonic() + self.config.tick_s
-        self._after_commit()
+    def _commit(self, _hints: list[Delivery]) -> None:
+        """Canonical events on MQTT only say that something was stored: read the log. The
+        subscriber acknowledges the hints after this returns."""
+        self._drain()
 
     def _tick(self) -> None:
-        """Timers (silence, missed doses, escalation, reminders) when no batch fired them for
-        `tick_s`; and the hourly prune."""
+        """After every round: the hand-over log (woken or polled), timers (silence, missed
+        doses, escalation, reminders) every `tick_s`, and the hourly prune."""
+        self._drain()
+        self._timers_if_due()
+        now = self.clock.now()
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY
+            self.engine.prune()
+
+    def _timers_if_due(self) -> None:
         if time.monotonic() >= self._next_tick:
             with self.store_watch.commit():
                 self.engine.tick()
             self._next_tick = time.monotonic() + self.config.tick_s
             self._after_commit()
-        now = self.clock.now()
-        if now >= self._next_prune:
-            self._next_prune = now + PRUNE_EVERY
-            self.engine.prune()
+
+    def _drain(self) -> None:
+        """Batches until the log is empty. Each batch is read afresh, so a fall stored while
+        a batch of heartbeats is applied goes next; timers still fire on time meanwhile."""
+        while True:
+            with self.store_watch.commit():
+                handled = self._apply_handover()
+            if not handled:
+                return
+            failpoints.hit("rules.after_commit")
+            self._after_commit()
+            if handled < self.config.batch:
+                return
+            self._timers_if_due()
 
     def _after_commit(self) -> None:
         try:
@@ -218,16 +247,22 @@ class RulesService:
         if self.alarms is not None:
             self.alarms.wake()
 
-    def _apply(self, batch: list[Delivery]) -> None:
+    def _apply_handover(self) -> int:
+        """Apply one batch of hand-over rows and delete them, in one transaction with the
+        alarm changes they cause; answers how many rows it handled."""
         started = time.perf_counter()
+        sql = self.store.sql
         with self.store.transaction():
-            for item in batch:
+            rows = handover_log.read(sql, self.config.batch)
+            if not rows:
+                return 0
+            for row in rows:
                 try:
-                    event = CanonicalEvent.model_validate_json(item.payload)
+                    event = row.event()
                 except ValidationError as err:
                     _LOGGER.warning(
-                        "not a canonical event on %s (%s errors); dropped",
-                        item.topic,
+                        "hand-over row %s is not a canonical event (%s errors); dropped",
+                        row.seq,
                         err.error_count(),
                     )
                     continue
@@ -238,7 +273,10 @@ class RulesService:
                     raise  # the store is in trouble: the whole batch waits
                 except Exception:
                     _LOGGER.exception("event %s could not be applied; skipped", event.event_id)
-        self.handled += len(batch)
+            handover_log.delete(sql, [row.seq for row in rows])
+            failpoints.hit("rules.before_commit")
+        self.handled += len(rows)
         _LOGGER.debug(
-            "applied %s events in %.1f ms", len(batch), 1e3 * (time.perf_counter() - started)
+            "applied %s events in %.1f ms", len(rows), 1e3 * (time.perf_counter() - started)
         )
+        return len(rows)

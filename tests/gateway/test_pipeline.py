@@ -337,7 +337,7 @@ def test_retained_uplinks_are_skipped_but_retained_status_is_read(
     radar = f"carehub/{SITE}/devices/fall-a2/up"
     fall = b'{"presence": 1, "movement": 0, "fall_state": 1}'
     skipped = ingestor.ingest(radar, fall, T0, retained=True)
-    assert skipped.outcome is Outcome.SKIPPED
+    assert skipped.outcome is IngestOutcome.SKIPPED
     assert (skipped.events, skipped.dead_letter, skipped.device_id) == ((), None, "fall-a2")
     wet = ingestor.ingest("zigbee2mqtt/bed-b1-window", b'{"water_leak": true}', T0, retained=True)
     assert wet.skipped
@@ -345,9 +345,9 @@ def test_retained_uplinks_are_skipped_but_retained_status_is_read(
     assert ingestor.preview(radar, fall, T0, retained=True) == []
     assert len(ingestor.preview(radar, fall, T0)) == 1
     status = ingestor.ingest(f"carehub/{SITE}/devices/fall-a1/status", b"online", T0, retained=True)
-    assert status.outcome is Outcome.STATUS
+    assert status.outcome is IngestOutcome.STATUS
     avail = ingestor.ingest("zigbee2mqtt/bed-b1-window/availability", b"online", T0, retained=True)
-    assert avail.outcome is Outcome.STATUS
+    assert avail.outcome is IngestOutcome.STATUS
     ingestor.flush()
     assert stored(store) == []
     assert ingestor.metrics()["carehub_gateway_retained_skipped_total"] == 3

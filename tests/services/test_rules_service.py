@@ -1,5 +1,6 @@
-"""The rules service against a real Mosquitto: events in, retained alarms out, a burst, a
-webhook escalation, and a kill -9 of the rules process in the middle of a night."""
+"""The rules service against a real Mosquitto: events in through the hand-over log, retained
+alarms out, a burst, a webhook escalation, and a kill -9 of the rules process in the middle of
+a night."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ import pytest
 
 from app.broker import LocalBroker, MosquittoBroker
 from carehub.clock import FakeClock
-from carehub.events import CanonicalEvent
 from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget
 from carehub.site import Escalation, Site, SiteIndex
@@ -32,6 +32,7 @@ from services.alarms.store import AlarmStore
 from services.rules.service import RulesConfig, RulesService
 from tests.conftest import ROOT
 from tests.services.conftest import NIGHT, QUIET, make_event_factory
+from tests.support.handover import hand_over
 from tests.support.mqttprobe import MqttProbe
 
 SITE = "testhjem"
@@ -86,10 +87,6 @@ def sink() -> Iterator[Sink]:
     s.close()
 
 
-def publish(probe: MqttProbe, prefix: str, event: CanonicalEvent) -> None:
-    probe.publish(event.topic(prefix), event.model_dump_json())
-
-
 def retained(broker: LocalBroker, topic_filter: str, protocol: Protocol) -> list[bytes]:
     """What a newly connecting subscriber gets: the retained messages only."""
     fresh = MqttProbe(broker.host, broker.port, protocol=protocol)
@@ -107,6 +104,7 @@ class Running:
     def __init__(self, broker: LocalBroker, index: SiteIndex, db: Path, protocol: Protocol) -> None:
         self.prefix = f"t{uuid.uuid4().hex[:8]}"
         self.clock = FakeClock(NIGHT)
+        self.db = db
         self.store = AlarmStore(db)
         self.api = AlarmService(self.store, self.clock, poll_s=0.02)
         config = RulesConfig(
@@ -140,7 +138,7 @@ def test_fall_event_becomes_a_retained_alarm_cleared_on_resolve(
     hub = Running(broker, test_index, tmp_path / "carehub.db", protocol)
     try:
         probe.subscribe(hub.alarms_filter)
-        publish(probe, hub.prefix, hub.make("fall-a1", "fall", NIGHT, confidence=0.93))
+        hand_over(hub.db, hub.make("fall-a1", "fall", NIGHT, confidence=0.93))
         (live,) = probe.wait_for(hub.alarms_filter)
         alarm = live.json()
         assert (alarm["rule"], alarm["state"], alarm["resident_id"]) == ("fall", "raised", "r-001")
@@ -170,9 +168,10 @@ def test_burst_of_100_falls_is_one_alarm_with_count_100(
     hub = Running(broker, test_index, tmp_path / "carehub.db", mqtt_protocol)
     try:
         probe.subscribe(hub.alarms_filter)
-        for i in range(100):
-            event = hub.make("fall-b1", "fall", NIGHT + timedelta(seconds=i), confidence=0.9)
-            probe.client.publish(event.topic(hub.prefix), event.model_dump_json(), qos=1)
+        for i in range(100):  # one transaction each, as the gateway's commits might be
+            hand_over(
+                hub.db, hub.make("fall-b1", "fall", NIGHT + timedelta(seconds=i), confidence=0.9)
+            )
         probe.wait_for(hub.alarms_filter, lambda m: b'"count":100' in m.payload, timeout=10)
         (alarm,) = hub.api.list_alarms("all")
         assert alarm["count"] == 100
@@ -203,7 +202,7 @@ def test_escalation_posts_to_the_webhook(
     )
     hub = Running(broker, index, tmp_path / "carehub.db", mqtt_protocol)
     try:
-        publish(probe, hub.prefix, hub.make("fall-b1", "fall", NIGHT, confidence=0.9))
+        hand_over(hub.db, hub.make("fall-b1", "fall", NIGHT, confidence=0.9))
         hub.clock.advance(timedelta(minutes=2))
         ((body, headers),) = sink.wait(1)
         assert (body["state"], body["rule"], body["device_id"]) == ("escalated", "fall", "fall-b1")
@@ -305,8 +304,8 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(
         falls = [
             make("fall-b1", "fall", now + timedelta(seconds=i), confidence=0.9) for i in range(5)
         ]
-        publish(probe, prefix, falls[0])
-        publish(probe, prefix, make("med-r001", "dose_due", now, dose_id="night"))
+        hand_over(db, falls[0])
+        hand_over(db, make("med-r001", "dose_due", now, dose_id="night"))
         probe.wait_for(alarms_filter, lambda m: b'"fall"' in m.payload)
         deadline = time.monotonic() + 5
         while store.get_timer("dose:med-r001:night") is None:  # the dose_due is committed
@@ -316,7 +315,7 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(
 
         rules.kill9()  # with an open alarm, an escalation and a dose window pending
         for event in [falls[0], *falls[1:]]:  # a redelivered duplicate, and 4 new repeats
-            publish(probe, prefix, event)
+            hand_over(db, event)
         rules = RulesProcess(site_file, db, mosquitto, prefix)
 
         probe.wait_for(alarms_filter, lambda m: b'"dose_missed"' in m.payload, timeout=15)

@@ -14,8 +14,10 @@ sensor channel's newest state (`channels`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from services.alarms.store import alarms, audit, channels, events, timers
 from services.alarms.store.alarms import AlarmRepository, Change, ChangeReason, ChangeType
@@ -60,3 +62,9 @@ class AlarmStore(
     def savepoint(self) -> AbstractContextManager[None]:
         """Inside a transaction: undo only this part if it fails (one bad event, not a batch)."""
         return self._db.savepoint()
+
+    def sql(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement on the store's connection, in its open transaction if any: for a
+        table of another component that must change atomically with the alarms (the
+        hand-over log, docs/handover.md)."""
+        return self._db.rows(sql, tuple(args))
