@@ -6,16 +6,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from carehub.errors import CareHubError
-
-
-class NotFoundError(CareHubError):
-    """No such thing (→ 404)."""
-
-
-class ConflictError(CareHubError):
-    """The change is impossible in the current state (→ 409)."""
-
 
 class AlarmsPort(Protocol):
     """What the web app needs of the alarm service."""

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from carehub.errors import ConflictError
 from carehub.topics import SiteTopics
-from services.web.ports import AlarmsPort, ConflictError
+from services.web.ports import AlarmsPort
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -13,10 +13,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import AwareDatetime, BaseModel, Field
 
+from carehub.errors import ConflictError, NotFoundError
 from services.web.app import login_redirect, page
 from services.web.context import HubContext
 from services.web.deps import Ctx, StaffUser, current_user
-from services.web.ports import AlarmsPort, ConflictError, NotFoundError
+from services.web.ports import AlarmsPort
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,16 +52,6 @@ def _alarms_dep(ctx: Ctx) -> AlarmsPort:
 Alarms = Annotated[AlarmsPort, Depends(_alarms_dep)]
 
 
-def _change(fn: Any, *args: Any) -> dict[str, Any]:
-    try:
-        result: dict[str, Any] = fn(*args)
-    except NotFoundError as err:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from err
-    except ConflictError as err:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err)) from err
-    return result
-
-
 def _api_router() -> APIRouter:
     router = APIRouter(prefix="/api", tags=["alarms"])
 
@@ -77,12 +68,12 @@ def _api_router() -> APIRouter:
     @router.post("/alarms/{alarm_id}/ack")
     def acknowledge(ctx: Ctx, user: StaffUser, alarm_id: str) -> dict[str, Any]:
         """'I'm on it': acknowledge an alarm in the user's name (409 if impossible)."""
-        return _change(_alarms(ctx).acknowledge, alarm_id, user.username)
+        return _alarms(ctx).acknowledge(alarm_id, user.username)
 
     @router.post("/alarms/{alarm_id}/resolve")
     def resolve(ctx: Ctx, user: StaffUser, alarm_id: str, body: ResolveBody) -> dict[str, Any]:
         """Close an alarm with its outcome (409 if already resolved)."""
-        return _change(_alarms(ctx).resolve, alarm_id, user.username, body.outcome, body.note)
+        return _alarms(ctx).resolve(alarm_id, user.username, body.outcome, body.note)
 
     @router.get("/alarms/stream", response_class=EventSourceResponse)
     async def stream(
@@ -251,10 +242,12 @@ def install(app: FastAPI) -> None:
     for admin in routes_admin.router():
         app.include_router(admin)
 
-    @app.exception_handler(NotFoundError)
-    async def _not_found(_r: Request, err: NotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=404)
+    app.add_exception_handler(NotFoundError, _domain_error)
+    app.add_exception_handler(ConflictError, _domain_error)
 
-    @app.exception_handler(ConflictError)
-    async def _conflict(_r: Request, err: ConflictError) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=409)
+
+async def _domain_error(_request: Request, err: Exception) -> JSONResponse:
+    """The kernel's "no such thing" is 404 and "not in a state that allows it" is 409, for
+    every route at once: the routes need no try/except of their own."""
+    code = status.HTTP_404_NOT_FOUND if isinstance(err, NotFoundError) else status.HTTP_409_CONFLICT
+    return JSONResponse({"detail": str(err)}, status_code=code)
