@@ -34,10 +34,6 @@ class ResolveBody(BaseModel):
     note: str | None = Field(None, max_length=2000)
 
 
-class AckBody(BaseModel):
-    """Acknowledging needs no fields; the body may be empty."""
-
-
 def _alarms(ctx: HubContext) -> AlarmsPort:
     if ctx.alarms is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="alarm service not running")
