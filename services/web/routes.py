@@ -14,6 +14,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import AwareDatetime, BaseModel, Field
 
 from carehub.errors import ConflictError, NotFoundError
+from services.alarms.model import Outcome
 from services.web.app import login_redirect, page
 from services.web.context import HubContext
 from services.web.deps import Ctx, StaffUser, current_user
@@ -23,8 +24,6 @@ _LOGGER = logging.getLogger(__name__)
 
 PING_INTERVAL_S = 3.0
 """The board shows 'connection lost' after two missed pings."""
-
-Outcome = Literal["assisted", "changed", "dose_given", "false_alarm", "no_action_needed", "other"]
 
 
 class ResolveBody(BaseModel):
@@ -196,6 +195,7 @@ def _pages_router() -> APIRouter:
             "texts": translator(locale_for(request, ctx)),
             "residents": residents,
             "csrf": _csrf(request),
+            "outcomes": [o.value for o in Outcome],
             "stale_after_s": PING_INTERVAL_S * 2 + 1,
             "now": ctx.clock.now().isoformat(),
         }

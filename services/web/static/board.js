@@ -11,7 +11,7 @@
   const countEl = document.getElementById("alarm-count");
   const soundBtn = document.getElementById("sound");
   const PRIORITY = { high: 0, medium: 1, low: 2 };
-  const OUTCOMES = ["assisted", "changed", "dose_given", "false_alarm", "no_action_needed", "other"];
+  const OUTCOMES = data.outcomes;  // services.alarms.model.Outcome, in its order
   const STALE_MS = data.stale_after_s * 1000;
   let lastHeard = 0;
   let connected = false;
