@@ -6,14 +6,14 @@ The routes take them as the `Annotated` aliases at the end of each section (`Ctx
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 
 from services.reports.service import ReportSource
 from services.web.context import HubContext
-from services.web.ports import AlarmsPort
+from services.web.ports import AlarmsPort, PrivacyPort
 from services.web.security import SESSION_COOKIE, Session, Signer, csrf_ok
 from services.web.users import Role, User
 
@@ -42,8 +42,7 @@ def alarms_port(ctx: HubContext) -> AlarmsPort:
     """The alarm service; 503 when the hub runs the web app without one."""
     if ctx.alarms is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="alarm service not running")
-    port: AlarmsPort = ctx.alarms
-    return port
+    return ctx.alarms
 
 
 def _alarms_dep(ctx: Ctx) -> AlarmsPort:
@@ -56,7 +55,7 @@ Alarms = Annotated[AlarmsPort, Depends(_alarms_dep)]
 is 422 whether or not the service runs."""
 
 
-def privacy_port(ctx: HubContext) -> Any:
+def privacy_port(ctx: HubContext) -> PrivacyPort:
     """The privacy service; 503 when the hub runs the web app without one."""
     if ctx.privacy is None:
         raise HTTPException(
@@ -71,8 +70,7 @@ def report_source(ctx: HubContext) -> ReportSource:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail="report store not available"
         )
-    source: ReportSource = ctx.reports
-    return source
+    return ctx.reports
 
 
 def _unauthorized() -> HTTPException:

@@ -82,7 +82,4 @@ def login_redirect(request: Request) -> RedirectResponse:
 def monitoring_off(ctx: HubContext) -> set[str]:
     """Residents whose monitoring an admin switched off (none when the hub has no privacy
     service); the staff screens must say so, or a quiet board would look like a calm night."""
-    if ctx.privacy is None:
-        return set()
-    off: set[str] = ctx.privacy.monitoring_off()
-    return off
+    return set() if ctx.privacy is None else ctx.privacy.monitoring_off()

@@ -20,6 +20,7 @@ from typing import Any
 
 from carehub.errors import ConflictError
 from carehub.topics import SiteTopics
+from services.alarms.model import Outcome
 from services.web.ports import AlarmsPort
 
 _LOGGER = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class BoardAlarms:
         return self.inner.acknowledge(alarm_id, username)
 
     def resolve(
-        self, alarm_id: str, username: str, outcome: str, note: str | None
+        self, alarm_id: str, username: str, outcome: Outcome, note: str | None
     ) -> dict[str, Any]:
         """Stored alarms only (see acknowledge)."""
         self._refuse_provisional(alarm_id)
@@ -110,6 +111,10 @@ class BoardAlarms:
                     self._listeners.remove(listener)
 
         return unsubscribe
+
+    def record_access(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        """The alarm service's audit log."""
+        self.inner.record_access(actor, action, detail)
 
     def _refuse_provisional(self, alarm_id: str) -> None:
         with self._lock:

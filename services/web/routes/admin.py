@@ -29,8 +29,7 @@ router = APIRouter(tags=["admin"])
 @router.get("/api/admin/residents")
 def residents(ctx: Ctx, _user: AdminUser) -> list[dict[str, Any]]:
     """Every resident (pseudonymous id, room, ward) with their monitoring state."""
-    result: list[dict[str, Any]] = privacy_port(ctx).residents()
-    return result
+    return privacy_port(ctx).residents()
 
 
 @router.post("/api/admin/residents/{resident_id}/monitoring")
@@ -40,7 +39,7 @@ def set_monitoring(
     """Switch a resident's alarms on or off, with a reason (stored with history, audited).
     404 for an unknown resident, 422 when switching off without a reason."""
     try:
-        result: dict[str, Any] = privacy_port(ctx).set_monitoring(
+        result = privacy_port(ctx).set_monitoring(
             resident_id, body.enabled, body.reason, user.username
         )
     except ValueError as err:
