@@ -16,7 +16,7 @@ from services.alarms.model import Outcome
 from services.web.context import HubContext
 from services.web.deps import Alarms, Ctx, PageUser, StaffUser, alarms_port
 from services.web.i18n import translator
-from services.web.models import ResolveBody
+from services.web.models import AlarmPublic, ProvisionalAlarmPublic, ResolveBody
 from services.web.pages import csrf_token, locale_for, login_redirect, monitoring_off, page
 
 _LOGGER = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ PING_INTERVAL_S = 3.0
 router = APIRouter(tags=["alarms"])
 
 
-@router.get("/api/alarms")
+@router.get("/api/alarms", response_model=list[AlarmPublic | ProvisionalAlarmPublic])
 def list_alarms(
     ctx: Ctx,
     _user: StaffUser,
@@ -38,13 +38,13 @@ def list_alarms(
     return alarms_port(ctx).list_alarms(state, since)
 
 
-@router.post("/api/alarms/{alarm_id}/ack")
+@router.post("/api/alarms/{alarm_id}/ack", response_model=AlarmPublic)
 def acknowledge(ctx: Ctx, user: StaffUser, alarm_id: str) -> dict[str, Any]:
     """'I'm on it': acknowledge an alarm in the user's name (409 if impossible)."""
     return alarms_port(ctx).acknowledge(alarm_id, user.username)
 
 
-@router.post("/api/alarms/{alarm_id}/resolve")
+@router.post("/api/alarms/{alarm_id}/resolve", response_model=AlarmPublic)
 def resolve(ctx: Ctx, user: StaffUser, alarm_id: str, body: ResolveBody) -> dict[str, Any]:
     """Close an alarm with its outcome (409 if already resolved)."""
     return alarms_port(ctx).resolve(alarm_id, user.username, body.outcome, body.note)

@@ -10,13 +10,14 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.web.context import HubContext
 from services.web.deps import Ctx, PageUser, StaffUser
+from services.web.models import DevicePublic
 from services.web.pages import login_redirect, monitoring_off, page
 
 router = APIRouter()
 
 
 # tagged "alarms" too: the OpenAPI document has listed it there since the route was written
-@router.get("/api/devices", tags=["alarms", "devices"])
+@router.get("/api/devices", tags=["alarms", "devices"], response_model=list[DevicePublic])
 def devices(ctx: Ctx, _user: StaffUser) -> list[dict[str, Any]]:
     """Device status: last seen, battery, online, binding."""
     return device_rows(ctx, with_names=False)
