@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.web.context import HubContext
 from services.web.deps import Ctx, PageUser, StaffUser
+from services.web.i18n import translator
 from services.web.models import DevicePublic
 from services.web.pages import login_redirect, monitoring_off, page
 
@@ -38,6 +39,7 @@ def device_rows(ctx: HubContext, *, with_names: bool) -> list[dict[str, Any]]:
     now = ctx.clock.now()
     states = {s["device_id"]: s for s in (ctx.devices() if ctx.devices else [])}
     off = monitoring_off(ctx) if with_names else set()
+    site_texts = translator(ctx.site.site.locale)  # the site's language, not the page's
     rows = []
     for device_id, bindings in sorted(ctx.site.bindings.items()):
         binding = ctx.site.binding_at(device_id, now) or bindings[-1]
@@ -60,7 +62,7 @@ def device_rows(ctx: HubContext, *, with_names: bool) -> list[dict[str, Any]]:
             row["resident_label"] = ", ".join(names)
             row["monitoring_off"] = bool(residents) and all(r in off for r in residents)
             row["last_seen_local"] = _local(ctx, row["last_seen"])
-            row["attention"] = _attention(ctx, row)
+            row["attention"] = _attention(ctx, row, site_texts)
         rows.append(row)
     return rows
 
@@ -72,11 +74,11 @@ def _local(ctx: HubContext, value: Any) -> str | None:
     return when.astimezone(ctx.site.tz).strftime("%d.%m %H:%M")
 
 
-def _attention(ctx: HubContext, row: dict[str, Any]) -> str:
-    lang_da = ctx.site.site.locale == "da"
+def _attention(ctx: HubContext, row: dict[str, Any], t: dict[str, str]) -> str:
+    """What the night shift must fix about a device first, or ""."""
     if not row["online"]:
-        return "Offline" if not lang_da else "Offline – tjek sensoren"
+        return t["attention_offline"]
     threshold = ctx.site.rules_for(row["resident_id"]).battery_low.threshold
     if row["battery"] is not None and row["battery"] <= threshold:
-        return "Battery low" if not lang_da else "Lavt batteri – skift det"
+        return t["attention_battery_low"]
     return ""

@@ -19,7 +19,8 @@ from services.reports.service import (
 )
 from services.web.context import HubContext
 from services.web.deps import Ctx, ManagerUser, PageUser, report_source
-from services.web.pages import login_redirect, page
+from services.web.i18n import translator
+from services.web.pages import locale_for, login_redirect, page
 from services.web.users import Role, User
 
 router = APIRouter(tags=["reports"])
@@ -126,7 +127,7 @@ def reports_page(
         fh=fh,
         ut=ut,
         sens=sens,
-        charts=_charts(fh, ut),
+        charts=_charts(fh, ut, translator(locale_for(request, ctx))),
         first=a.isoformat(),
         last=b.isoformat(),
         ward=w or "",
@@ -134,30 +135,30 @@ def reports_page(
     )
 
 
-def _charts(fh: dict[str, Any], ut: dict[str, Any]) -> dict[str, str]:
+def _charts(fh: dict[str, Any], ut: dict[str, Any], t: dict[str, str]) -> dict[str, str]:
     """The page's SVG charts, drawn from the freed-hours and utilisation reports."""
     ci = fh["freed_hours_per_night"]["ci95"]
     return {
         "freed": svg.line_with_band(
-            "Freed hours per night",
+            t["chart_freed"],
             [n["night"][5:] for n in fh["by_night"]],
             [n["freed_hours_total"] for n in fh["by_night"]],
             (ci[0], ci[1]) if ci[0] is not None and ci[1] is not None else None,
             " h",
         ),
         "by_hour": svg.bars(
-            "Alarms by hour of night",
+            t["chart_by_hour"],
             [f"{h['hour']:02d}" for h in ut["alarms"]["by_hour_of_night"]],
             [float(h["count"]) for h in ut["alarms"]["by_hour_of_night"]],
         ),
         "concurrency": svg.bars(
-            "Minutes with two or more open alarms, by hour",
+            t["chart_concurrency"],
             [f"{h['hour']:02d}" for h in ut["concurrency"]["by_hour_of_night"]],
             [h["minutes_with_two_or_more"] for h in ut["concurrency"]["by_hour_of_night"]],
             " min",
         ),
         "response": svg.bars(
-            "Response time (acknowledged → resolved)",
+            t["chart_response"],
             [
                 f"{h['from']}–{h['to']}" if h["to"] is not None else f"{h['from']}+"
                 for h in ut["response_minutes_histogram"]
@@ -165,7 +166,7 @@ def _charts(fh: dict[str, Any], ut: dict[str, Any]) -> dict[str, str]:
             [float(h["count"]) for h in ut["response_minutes_histogram"]],
         ),
         "coverage": svg.bars(
-            "Uptime per device at night",
+            t["chart_coverage"],
             list(ut["device_uptime"]),
             [v * 100 for v in ut["device_uptime"].values()],
             " %",

@@ -27,9 +27,9 @@
 
   function ago(iso) {
     const s = Math.max(0, Math.round((Date.now() + clockOffset - Date.parse(iso)) / 1000));
-    if (s < 60) return s + " s";
-    if (s < 3600) return Math.floor(s / 60) + " min";
-    return Math.floor(s / 3600) + " t " + Math.floor((s % 3600) / 60) + " min";
+    if (s < 60) return `${s} ${t.unit_s}`;
+    if (s < 3600) return `${Math.floor(s / 60)} ${t.unit_min}`;
+    return `${Math.floor(s / 3600)} ${t.unit_h} ${Math.floor((s % 3600) / 60)} ${t.unit_min}`;
   }
 
   function el(tag, attrs, text) {
