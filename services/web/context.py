@@ -36,7 +36,8 @@ class HubContext:
     reports: ReportSource | None = None
     """The stores the reports read."""
     devices: Callable[[], list[dict[str, Any]]] | None = None
-    """Device states from the gateway's store."""
+    """Device states from the gateway's store: `device_id`, `last_seen` (an RFC 3339 string),
+    `battery`, `rssi`, `online` (what `/api/devices` answers, `services.web.models`)."""
     health: Callable[[], dict[str, str]] = dict
     """Component name -> 'ok' or what is wrong; anything but 'ok' degrades /healthz."""
     metrics: Callable[[], dict[str, float]] = dict
