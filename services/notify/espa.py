@@ -85,6 +85,11 @@ class EspaSettings:
     """Record 5, sent only when set."""
 
     def __post_init__(self) -> None:
+        # Accept the site file's plain strings ("ascii", {"high": "2"}) as well as the enums.
+        object.__setattr__(self, "encoding", TextEncoding(self.encoding))
+        missing = set(Urgency) - set(self.priorities)
+        if missing:
+            raise ValueError(f"ESPA priorities: no value for {sorted(missing)}")
         selecting(self.own_address, self.paging_address)  # validates both addresses
         if self.step_timeout <= 0 or self.retries < 0 or self.max_text < 1:
             raise ValueError("step_timeout > 0, retries >= 0 and max_text >= 1 are required")

@@ -3,16 +3,20 @@ pseudo-terminal, with NAKs, silence, a dropped link and a link check (docs/espa.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.notify.channel import Channel, ChannelError, Notice, Step, Target, Urgency
-from services.notify.espa import EspaChannel, EspaSettings, short_code
+from services.notify.espa import DEFAULT_PRIORITIES, EspaChannel, EspaSettings, short_code
 from services.notify.espa_protocol import (
     EOT,
     FramingError,
@@ -123,6 +127,11 @@ def test_settings_are_checked_up_front() -> None:
         EspaSettings(target="serial:///dev/ttyS0?speed=9600")
     with pytest.raises(ValueError, match="use tcp"):
         EspaSettings(target="http://x")
+    with pytest.raises(ValueError, match="no value for"):
+        EspaSettings(target="loop://", priorities={"high": "2"})
+    with pytest.raises(ValueError, match="utf-16"):
+        EspaSettings(target="loop://", encoding="utf-16")  # type: ignore[arg-type]
+    assert EspaSettings(target="loop://", encoding="latin-1").encoding is TextEncoding.LATIN1  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="7-bit"):
         EspaChannel(
             EspaSettings(target="serial:///dev/ttyS0?bytesize=7", encoding=TextEncoding.UTF8)
@@ -318,3 +327,27 @@ def test_any_text_reaches_the_simulator_intact(pager: EspaPager) -> None:
     round_trip()
     assert pager.bad_blocks == 0
     channel.close()
+
+
+# docs/espa.md states the settings and the worked example; they must match the code.
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "espa.md").read_text()
+
+
+def test_the_documented_site_file_block_gives_the_defaults() -> None:
+    block = DOC.split("```yaml", 1)[1].split("```", 1)[0]
+    espa = yaml.safe_load(block)["notify"]["espa"]
+    assert EspaSettings(**espa) == EspaSettings(target=espa["target"])
+    documented = set(re.findall(r"^\| `([a-z_]+)`", DOC, re.M))
+    documented |= {"own_address", "paging_address"}  # one row names both
+    assert documented == {f.name for f in fields(EspaSettings)}
+
+
+def test_the_documented_worked_example_is_what_the_code_frames() -> None:
+    assert "`01 31 02 31 1F 35 35 30 1E 36 1F 32 03 2B`" in DOC
+    assert data_block("1", [("1", b"550"), ("6", b"2")]).hex(" ").upper() in DOC
+
+
+def test_the_documented_priority_mapping_is_the_default() -> None:
+    assert DEFAULT_PRIORITIES == {Urgency.HIGH: "2", Urgency.MEDIUM: "1", Urgency.LOW: "1"}
+    assert "High sends `2` (high); medium and low\n  send `1` (normal)" in DOC
