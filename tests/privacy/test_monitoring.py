@@ -25,6 +25,7 @@ from services.rules.monitoring import CACHE_S, MonitoringSwitch
 from tests.conftest import ROOT
 from tests.privacy.conftest import api, publish_fall, wait_until
 from tests.services.conftest import NIGHT, QUIET, make_event_factory
+from tests.support.handover import hand_over
 from tests.support.mqttprobe import MqttProbe
 from tests.support.procs import Proc, carehub_env
 from tests.support.server import ServerThread
@@ -218,7 +219,10 @@ def test_a_rules_process_of_its_own_sees_the_switch(tmp_path: Path, broker: Loca
         make = make_event_factory(SiteIndex(load_site(ROOT / "sites" / "test.yaml")))
 
         def fall(seq: int) -> str:
+            """A stored fall, handed over as the gateway would (docs/handover.md); the
+            canonical event on MQTT only wakes the rules process early."""
             event = make("fall-a1", "fall", datetime.now(UTC), seq=seq, confidence=0.9)
+            hand_over(db, event)
             probe.publish(event.topic("xproc"), event.model_dump_json())
             return event.event_id
 
