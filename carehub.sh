@@ -2,7 +2,7 @@
 # CareHub's one entry point for a fresh clone: installs what it needs, then runs it.
 #   ./carehub.sh demo     the demo: broker, hub, simulated care home, web app
 #   ./carehub.sh test     the whole test suite
-#   ./carehub.sh lint     ruff + mypy
+#   ./carehub.sh lint     ruff, import-linter (the layers of docs/architecture.md), mypy
 #   ./carehub.sh <args>   any other `carehub` command, e.g. ./carehub.sh check-config sites/demo.yaml
 set -eu
 cd "$(dirname "$0")"
@@ -25,6 +25,6 @@ cmd="${1:-demo}"
 case "$cmd" in
     demo) exec .venv/bin/carehub demo "$@" ;;
     test) exec .venv/bin/python -m pytest "$@" ;;
-    lint) .venv/bin/ruff check . && .venv/bin/ruff format --check . && exec .venv/bin/mypy ;;
+    lint) .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports && exec .venv/bin/mypy ;;
     *) exec .venv/bin/carehub "$cmd" "$@" ;;
 esac

@@ -7,3 +7,11 @@ class CareHubError(Exception):
 
 class ConfigError(CareHubError):
     """A setting or site file is wrong; the message says what to fix."""
+
+
+class NotFoundError(CareHubError):
+    """No such thing (an alarm, a resident, ...); the web app answers 404."""
+
+
+class ConflictError(CareHubError):
+    """The thing is not in a state that allows the change; the web app answers 409."""

@@ -1,13 +1,12 @@
 """Errors of the alarm lifecycle.
 
-They subclass the web app's port errors, so the one exception handler there maps them to
-404 and 409 without knowing this package (the port is the contract both sides depend on).
+They subclass the kernel's generic `NotFoundError` and `ConflictError`, so the web app's one
+exception handler maps them to 404 and 409 without knowing this package.
 """
 
 from __future__ import annotations
 
-from carehub.errors import CareHubError
-from services.web.ports import ConflictError, NotFoundError
+from carehub.errors import CareHubError, ConflictError, NotFoundError
 
 
 class AlarmError(CareHubError):

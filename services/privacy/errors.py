@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from carehub.errors import CareHubError
-from services.web.ports import NotFoundError
+from carehub.errors import CareHubError, NotFoundError
 
 
 class PrivacyError(CareHubError):

@@ -11,9 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import APIRouter
+
 from carehub.clock import Clock, SystemClock
 from carehub.settings import Settings
 from carehub.site import SiteIndex
+from services.reports.service import ReportSource
+from services.web.ports import AlarmsPort, PrivacyPort
 from services.web.users import UserStore
 
 
@@ -27,17 +31,18 @@ class HubContext:
     secret_key: str
     demo: bool = False
     clock: Clock = field(default_factory=SystemClock)
-    alarms: Any = None
-    """services.alarms AlarmService (list/acknowledge/resolve/subscribe)."""
-    reports: Any = None
-    """services.reports.service.ReportSource over the stores."""
+    alarms: AlarmsPort | None = None
+    """The alarm service (on the hub, with the gateway's provisional alarms laid over it)."""
+    reports: ReportSource | None = None
+    """The stores the reports read."""
     devices: Callable[[], list[dict[str, Any]]] | None = None
-    """Device states from the gateway's store."""
+    """Device states from the gateway's store: `device_id`, `last_seen` (an RFC 3339 string),
+    `battery`, `rssi`, `online` (what `/api/devices` answers, `services.web.models`)."""
     health: Callable[[], dict[str, str]] = dict
     """Component name -> 'ok' or what is wrong; anything but 'ok' degrades /healthz."""
     metrics: Callable[[], dict[str, float]] = dict
     """Flat counters for /metrics, name{labels} -> value."""
-    privacy: Any = None
-    """services.privacy.service.PrivacyService: monitoring switches, exports, self-test."""
-    extra_routers: list[Any] = field(default_factory=list)
+    privacy: PrivacyPort | None = None
+    """The privacy service: monitoring switches, exports, self-test."""
+    extra_routers: list[APIRouter] = field(default_factory=list)
     """More APIRouters to mount, e.g. the gateway's vendor webhook."""

@@ -1,4 +1,8 @@
-"""FastAPI dependencies: the hub context, the current user, and role checks."""
+"""FastAPI dependencies: the hub context and its parts, the current user, and role checks.
+
+The routes take them as the `Annotated` aliases at the end of each section (`Ctx`,
+`CurrentUser`, `StaffUser`, ...), so a route's signature says what it needs.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 
+from services.reports.service import ReportSource
 from services.web.context import HubContext
+from services.web.ports import AlarmsPort, PrivacyPort
 from services.web.security import SESSION_COOKIE, Session, Signer, csrf_ok
 from services.web.users import Role, User
 
@@ -30,6 +36,41 @@ def get_signer(request: Request) -> Signer:
 
 
 Ctx = Annotated[HubContext, Depends(get_ctx)]
+
+
+def alarms_port(ctx: HubContext) -> AlarmsPort:
+    """The alarm service; 503 when the hub runs the web app without one."""
+    if ctx.alarms is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="alarm service not running")
+    return ctx.alarms
+
+
+def _alarms_dep(ctx: Ctx) -> AlarmsPort:
+    return alarms_port(ctx)
+
+
+Alarms = Annotated[AlarmsPort, Depends(_alarms_dep)]
+"""For the event stream, whose 503 must come before the stream starts. The other routes call
+`alarms_port` in their body, after FastAPI has validated the request, so a malformed request
+is 422 whether or not the service runs."""
+
+
+def privacy_port(ctx: HubContext) -> PrivacyPort:
+    """The privacy service; 503 when the hub runs the web app without one."""
+    if ctx.privacy is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail="privacy service not running"
+        )
+    return ctx.privacy
+
+
+def report_source(ctx: HubContext) -> ReportSource:
+    """The stores the reports read; 503 when the hub runs the web app without them."""
+    if ctx.reports is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail="report store not available"
+        )
+    return ctx.reports
 
 
 def _unauthorized() -> HTTPException:
@@ -69,6 +110,18 @@ def current_user(request: Request, ctx: Ctx, token: Annotated[str | None, Depend
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def page_user(request: Request, ctx: Ctx) -> User | None:
+    """The session's user for a page, or None: a page sends the browser to the login page
+    instead of answering 401."""
+    try:
+        return current_user(request, ctx, None)
+    except HTTPException:
+        return None
+
+
+PageUser = Annotated[User | None, Depends(page_user)]
 
 
 def require(role: Role) -> object:

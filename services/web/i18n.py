@@ -147,6 +147,72 @@ MESSAGES: dict[str, dict[Locale, str]] = {
         "da": "regelmotoren lavede ingen alarm",
         "en": "the rules engine raised no alarm",
     },
+    "nav_main": {"da": "main", "en": "main"},  # not translated yet: the same in both
+    "demo_note": {  # not translated yet: the same in both
+        "da": "DEMO – simulated care home",
+        "en": "DEMO – simulated care home",
+    },
+    "unit_s": {"da": "s", "en": "s"},
+    "unit_min": {"da": "min", "en": "min"},
+    "unit_h": {"da": "t", "en": "t"},  # not translated yet: the same in both
+    "attention_offline": {"da": "Offline – tjek sensoren", "en": "Offline"},
+    "attention_battery_low": {"da": "Lavt batteri – skift det", "en": "Battery low"},
+    "report_from": {"da": "Fra", "en": "From"},
+    "report_to": {"da": "Til", "en": "To"},
+    "report_all_wards": {"da": "Alle", "en": "All"},
+    "report_show": {"da": "OK", "en": "OK"},
+    "report_freed_hours": {"da": "Frigjorte nattetimer", "en": "Freed night-shift hours"},
+    "report_total": {"da": "I alt", "en": "Total"},
+    "report_per_night_ci": {"da": "Pr. nat (95 % CI)", "en": "Per night (95 % CI)"},
+    "report_per_year": {"da": "Pr. år", "en": "Per year"},
+    "report_fte": {"da": "årsværk", "en": "FTE"},
+    "report_coverage": {"da": "Dækning", "en": "Coverage"},
+    "report_room_entries_avoided": {"da": "Undgåede besøg", "en": "Room entries avoided"},
+    "report_resident_nights": {"da": "Beboer-nætter", "en": "Resident-nights"},
+    "report_equipment_and_alarms": {
+        "da": "Brug af udstyr og alarmer",
+        "en": "Equipment and alarms",
+    },
+    "report_acknowledge_times": {
+        "da": "Kvittering, median / p90",
+        "en": "Acknowledge, median / p90",
+    },
+    "report_false_alarms": {"da": "Falske alarmer", "en": "False alarms"},
+    "report_doses_on_time": {"da": "Medicin taget til tiden", "en": "Doses taken on time"},
+    "report_diaper_changes": {
+        "da": "Bleskift pr. beboer-nat",
+        "en": "Diaper changes per resident-night",
+    },
+    "report_most_simultaneous": {
+        "da": "Flest samtidige alarmer",
+        "en": "Most simultaneous alarms",
+    },
+    "report_drivers": {"da": "Hvad driver tallet?", "en": "What drives the number?"},
+    "report_drivers_note": {
+        "da": "Frigjorte timer pr. nat, hvis én antagelse ændres for hele plejehjemmet "
+        "(de øvrige som sat).",
+        "en": "Freed hours per night if one assumption changes for the whole home "
+        "(the others as set).",
+    },
+    "report_assumption": {"da": "Antagelse", "en": "Assumption"},
+    "report_values_to_hours": {"da": "Værdier → timer pr. nat", "en": "Values → hours per night"},
+    "report_swing": {"da": "Udsving", "en": "Swing"},
+    "report_assumptions": {"da": "Antagelser", "en": "Assumptions"},
+    "report_parameter": {"da": "Parameter", "en": "Parameter"},
+    "report_value": {"da": "Værdi", "en": "Value"},
+    "report_source": {"da": "Kilde", "en": "Source"},
+    # the charts' titles; not translated yet: the Danish page shows them in English too
+    "chart_freed": {"da": "Freed hours per night", "en": "Freed hours per night"},
+    "chart_by_hour": {"da": "Alarms by hour of night", "en": "Alarms by hour of night"},
+    "chart_concurrency": {
+        "da": "Minutes with two or more open alarms, by hour",
+        "en": "Minutes with two or more open alarms, by hour",
+    },
+    "chart_response": {
+        "da": "Response time (acknowledged → resolved)",
+        "en": "Response time (acknowledged → resolved)",
+    },
+    "chart_coverage": {"da": "Uptime per device at night", "en": "Uptime per device at night"},
 }
 
 

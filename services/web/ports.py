@@ -1,4 +1,10 @@
-"""The narrow interfaces the web app uses, so it does not reach into other parts' internals."""
+"""The narrow interfaces the web app uses, so it does not reach into other parts' internals.
+
+Each Protocol lists exactly what the routes and pages call; mypy checks that the services the
+hub hands over (app/hub.py) fit. The reports need no port of their own: the web app only
+passes the stores on to the report functions, which say what they read
+(`services.reports.service.ReportSource`).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from carehub.errors import CareHubError
-
-
-class NotFoundError(CareHubError):
-    """No such thing (→ 404)."""
-
-
-class ConflictError(CareHubError):
-    """The change is impossible in the current state (→ 409)."""
+from services.alarms.model import Outcome
 
 
 class AlarmsPort(Protocol):
@@ -29,12 +27,66 @@ class AlarmsPort(Protocol):
         ...
 
     def resolve(
-        self, alarm_id: str, username: str, outcome: str, note: str | None
+        self, alarm_id: str, username: str, outcome: Outcome, note: str | None
     ) -> dict[str, Any]:
-        """Resolve with an outcome; raises NotFoundError / ConflictError / ValueError."""
+        """Resolve with an outcome; raises NotFoundError / ConflictError."""
         ...
 
     def subscribe(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         """Call `listener` (from any thread) with each change envelope
         {"type": "new"|"update"|"end", "alarm": {...}}; answers the unsubscribe function."""
+        ...
+
+    def record_access(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        """Put a read of health data (a report) in the audit log."""
+        ...
+
+
+class SelfTestReport(Protocol):
+    """How a self-test went, as the admin API and page show it."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the synthetic message's alarm arrived."""
+        ...
+
+    @property
+    def elapsed_ms(self) -> float:
+        """How long it took, or how long it waited."""
+        ...
+
+    @property
+    def stage(self) -> str | None:
+        """The first stage that did not happen, when not ok."""
+        ...
+
+    def to_json(self) -> dict[str, Any]:
+        """The API's answer."""
+        ...
+
+
+class PrivacyPort(Protocol):
+    """What the web app needs of the privacy service (docs/security.md)."""
+
+    def residents(self) -> list[dict[str, Any]]:
+        """Every resident with room, ward and monitoring state (ids, no names)."""
+        ...
+
+    def monitoring_off(self) -> set[str]:
+        """Ids of the residents whose monitoring is switched off now."""
+        ...
+
+    def set_monitoring(
+        self, resident_id: str, enabled: bool, reason: str | None, actor: str
+    ) -> dict[str, Any]:
+        """Switch a resident's alarms on or off; ValueError when off has no reason,
+        NotFoundError for an unknown resident."""
+        ...
+
+    def export(self, resident_id: str, actor: str) -> dict[str, Any]:
+        """Everything held about a resident (audited); NotFoundError if unknown."""
+        ...
+
+    def run_selftest(self, actor: str) -> SelfTestReport:
+        """Send a synthetic message through the whole alarm path (≤ 10 s)."""
         ...

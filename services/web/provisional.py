@@ -25,8 +25,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from carehub.errors import ConflictError
 from carehub.topics import SiteTopics
-from services.web.ports import AlarmsPort, ConflictError
+from services.alarms.model import Outcome
+from services.web.ports import AlarmsPort
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -144,7 +146,7 @@ class BoardAlarms:
         return self.inner.acknowledge(alarm_id, username)
 
     def resolve(
-        self, alarm_id: str, username: str, outcome: str, note: str | None
+        self, alarm_id: str, username: str, outcome: Outcome, note: str | None
     ) -> dict[str, Any]:
         """Stored alarms only (see acknowledge)."""
         self._refuse_provisional(alarm_id)
@@ -168,6 +170,10 @@ class BoardAlarms:
                     self._listeners.remove(listener)
 
         return unsubscribe
+
+    def record_access(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        """The alarm service's audit log."""
+        self.inner.record_access(actor, action, detail)
 
     def _refuse_provisional(self, alarm_id: str) -> None:
         with self._lock:

@@ -16,6 +16,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
 
 SESSION_COOKIE = "carehub_session"
 SESSION_MAX_AGE_S = 12 * 3600  # one night shift and then some
@@ -127,3 +130,13 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 """Sent with every response: no inline scripts, no framing, nothing cached on shared tablets."""
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    """Adds `SECURITY_HEADERS` to every response that does not set its own."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response

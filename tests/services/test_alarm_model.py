@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from carehub.errors import ConflictError
 from carehub.site import Priority
 from services.alarms import model
 from services.alarms.errors import InvalidTransitionError
 from services.alarms.model import Alarm, AlarmState, Outcome
-from services.web.ports import ConflictError
 
 T0 = datetime(2026, 11, 22, 22, 0, tzinfo=UTC)
 LATER = T0 + timedelta(minutes=3)

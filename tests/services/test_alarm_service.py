@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from carehub.clock import FakeClock
+from carehub.errors import ConflictError, NotFoundError
 from carehub.site import SiteIndex
 from services.alarms.errors import AlarmNotFoundError, InvalidTransitionError
 from services.alarms.model import Alarm
 from services.alarms.service import AlarmService
 from services.alarms.store import AlarmStore
 from services.rules.engine import RulesEngine
-from services.web.ports import AlarmsPort, ConflictError, NotFoundError
+from services.web.ports import AlarmsPort
 from tests.services.conftest import NIGHT, QUIET, MakeEvent
 
 

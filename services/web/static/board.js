@@ -11,7 +11,7 @@
   const countEl = document.getElementById("alarm-count");
   const soundBtn = document.getElementById("sound");
   const PRIORITY = { high: 0, medium: 1, low: 2 };
-  const OUTCOMES = ["assisted", "changed", "dose_given", "false_alarm", "no_action_needed", "other"];
+  const OUTCOMES = data.outcomes;  // services.alarms.model.Outcome, in its order
   const STALE_MS = data.stale_after_s * 1000;
   let lastHeard = 0;
   let connected = false;
@@ -27,9 +27,9 @@
 
   function ago(iso) {
     const s = Math.max(0, Math.round((Date.now() + clockOffset - Date.parse(iso)) / 1000));
-    if (s < 60) return s + " s";
-    if (s < 3600) return Math.floor(s / 60) + " min";
-    return Math.floor(s / 3600) + " t " + Math.floor((s % 3600) / 60) + " min";
+    if (s < 60) return `${s} ${t.unit_s}`;
+    if (s < 3600) return `${Math.floor(s / 60)} ${t.unit_min}`;
+    return `${Math.floor(s / 3600)} ${t.unit_h} ${Math.floor((s % 3600) / 60)} ${t.unit_min}`;
   }
 
   function el(tag, attrs, text) {

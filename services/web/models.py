@@ -1,0 +1,106 @@
+"""The bodies the API takes and answers, as pydantic models (they are its OpenAPI schemas).
+
+The answers describe the JSON the services already produce: timestamps stay the strings the
+alarm model writes (`carehub.timefmt`), so validating an answer never rewrites it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from carehub.site import DeviceKind, Priority
+from services.alarms.model import AlarmState, Outcome
+
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+"""RFC 3339 in UTC, as written by the service that made the answer."""
+
+
+class Token(BaseModel):
+    """OAuth2 password-flow answer."""
+
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+
+
+class ResolveBody(BaseModel):
+    """What staff say when they close an alarm."""
+
+    outcome: Outcome
+    note: str | None = Field(None, max_length=2000)
+
+
+class MonitoringBody(BaseModel):
+    """Switch a resident's alarms on or off; switching off needs a reason."""
+
+    enabled: bool
+    reason: str | None = Field(
+        None, max_length=500, description="Why (required to switch off). No names."
+    )
+
+
+class AlarmPublic(BaseModel):
+    """A stored alarm: every key is always present, null where not known yet."""
+
+    # services.alarms.model.Alarm's fields, in its order (tests/web/test_models.py)
+    alarm_id: str
+    site: str
+    rule: str
+    kind: str
+    priority: Priority
+    state: AlarmState
+    resident_id: str | None
+    room: str | None
+    device_id: str | None
+    raised_at: Timestamp
+    acknowledged_at: Timestamp | None
+    acknowledged_by: str | None
+    escalated_at: Timestamp | None
+    resolved_at: Timestamp | None
+    resolved_by: str | None
+    outcome: Outcome | None
+    trigger_event_id: str | None
+    count: int = Field(description="Triggers seen, the first included.")
+    last_seen_at: Timestamp | None = Field(description="Event time of the last trigger.")
+    cleared_at: Timestamp | None = Field(
+        description="When the sensor said the condition was over (high alarms stay open)."
+    )
+    note: str | None = Field(description="Staff note given on resolve.")
+
+
+class ProvisionalAlarmPublic(BaseModel):
+    """An alarm announced while the hub's store does not answer: listed among the active
+    alarms until the stored alarm replaces it; it cannot be acknowledged or resolved (409)."""
+
+    # what gateway/emergency.py announces, in its order (tests/web/test_models.py)
+    alarm_id: str
+    site: str
+    rule: str
+    kind: str
+    priority: Priority
+    state: AlarmState
+    provisional: Literal[True]
+    resident_id: str | None
+    room: str | None
+    device_id: str | None
+    raised_at: Timestamp
+    last_seen_at: Timestamp
+    count: int
+    reason: str = Field(description="Why it is provisional.")
+
+
+class DevicePublic(BaseModel):
+    """A device of the site with its current binding and last known state."""
+
+    # services.web.routes.devices.device_rows, in its order (tests/web/test_models.py)
+    device_id: str
+    kind: DeviceKind
+    model: str
+    room: str | None
+    resident_id: str | None
+    ward: str | None
+    last_seen: Timestamp | None
+    battery: float | None
+    rssi: int | None
+    online: bool

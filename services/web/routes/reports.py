@@ -1,0 +1,174 @@
+"""Report routes for managers: JSON, CSV and the /reports page (docs/freed-hours.md,
+docs/web-app.md)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+
+from services.reports import svg
+from services.reports.service import (
+    freed_hours,
+    freed_hours_csv,
+    report_period,
+    sensitivity,
+    utilisation,
+)
+from services.web.context import HubContext
+from services.web.deps import Ctx, ManagerUser, PageUser, report_source
+from services.web.i18n import translator
+from services.web.pages import locale_for, login_redirect, page
+from services.web.users import Role, User
+
+router = APIRouter(tags=["reports"])
+
+From = Annotated[date | None, Query(alias="from", description="First night (local start date).")]
+To = Annotated[date | None, Query(alias="to", description="Last night, included.")]
+Ward = Annotated[str | None, Query(description="Only this ward.")]
+
+
+def _period(ctx: HubContext, first: date | None, last: date | None) -> tuple[date, date]:
+    try:
+        return report_period(ctx.site, ctx.clock.now(), first, last)
+    except ValueError as err:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(err)) from err
+
+
+def _ward(ctx: HubContext, ward: str | None) -> str | None:
+    if ward and ward not in {w.id for w in ctx.site.site.wards}:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"no ward {ward!r}")
+    return ward or None
+
+
+def _audit(ctx: HubContext, user: User, report: str, a: date, b: date, ward: str | None) -> None:
+    """Every read of a report is in the audit log: who, which report, which period."""
+    if ctx.alarms is not None:
+        detail = {"report": report, "from": a.isoformat(), "to": b.isoformat(), "ward": ward}
+        ctx.alarms.record_access(user.username, "report_read", detail)
+
+
+@router.get("/api/reports/freed-hours")
+def freed_json(
+    ctx: Ctx, user: ManagerUser, first: From = None, last: To = None, ward: Ward = None
+) -> dict[str, Any]:
+    """Freed night-shift hours (SPEC §6) with the assumptions used."""
+    a, b = _period(ctx, first, last)
+    w = _ward(ctx, ward)
+    _audit(ctx, user, "freed-hours", a, b, w)
+    return freed_hours(ctx.site, report_source(ctx), a, b, w)
+
+
+@router.get("/api/reports/freed-hours.csv", response_class=PlainTextResponse)
+def freed_csv(
+    ctx: Ctx, user: ManagerUser, first: From = None, last: To = None, ward: Ward = None
+) -> Response:
+    """The same as CSV, for a spreadsheet."""
+    a, b = _period(ctx, first, last)
+    w = _ward(ctx, ward)
+    _audit(ctx, user, "freed-hours.csv", a, b, w)
+    report = freed_hours(ctx.site, report_source(ctx), a, b, w)
+    name = f"carehub-freed-hours-{ctx.site.site.site}-{a}-{b}.csv"
+    return Response(
+        freed_hours_csv(report),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/api/reports/sensitivity")
+def sensitivity_json(
+    ctx: Ctx, user: ManagerUser, first: From = None, last: To = None, ward: Ward = None
+) -> dict[str, Any]:
+    """Freed hours per night with each assumption swept over its range, drivers first."""
+    a, b = _period(ctx, first, last)
+    w = _ward(ctx, ward)
+    _audit(ctx, user, "sensitivity", a, b, w)
+    return sensitivity(ctx.site, report_source(ctx), a, b, w)
+
+
+@router.get("/api/reports/utilisation")
+def utilisation_json(
+    ctx: Ctx, user: ManagerUser, first: From = None, last: To = None
+) -> dict[str, Any]:
+    """Alarms, response times, coverage, uptime, adherence, diaper changes, concurrency."""
+    a, b = _period(ctx, first, last)
+    _audit(ctx, user, "utilisation", a, b, None)
+    return utilisation(ctx.site, report_source(ctx), a, b)
+
+
+@router.get("/reports", response_class=HTMLResponse, include_in_schema=False)
+def reports_page(
+    request: Request,
+    ctx: Ctx,
+    user: PageUser,
+    first: From = None,
+    last: To = None,
+    ward: Ward = None,
+) -> Response:
+    """All three reports on one page, with charts (managers and admins)."""
+    if user is None:
+        return login_redirect(request)
+    if not user.role.allows(Role.MANAGER):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="needs role manager or above")
+    a, b = _period(ctx, first, last)
+    w = _ward(ctx, ward)
+    _audit(ctx, user, "reports-page", a, b, w)
+    fh = freed_hours(ctx.site, report_source(ctx), a, b, w)
+    ut = utilisation(ctx.site, report_source(ctx), a, b)
+    sens = sensitivity(ctx.site, report_source(ctx), a, b, w)
+    return page(
+        request,
+        ctx,
+        "reports.html",
+        user,
+        fh=fh,
+        ut=ut,
+        sens=sens,
+        charts=_charts(fh, ut, translator(locale_for(request, ctx))),
+        first=a.isoformat(),
+        last=b.isoformat(),
+        ward=w or "",
+        wards=ctx.site.site.wards,
+    )
+
+
+def _charts(fh: dict[str, Any], ut: dict[str, Any], t: dict[str, str]) -> dict[str, str]:
+    """The page's SVG charts, drawn from the freed-hours and utilisation reports."""
+    ci = fh["freed_hours_per_night"]["ci95"]
+    return {
+        "freed": svg.line_with_band(
+            t["chart_freed"],
+            [n["night"][5:] for n in fh["by_night"]],
+            [n["freed_hours_total"] for n in fh["by_night"]],
+            (ci[0], ci[1]) if ci[0] is not None and ci[1] is not None else None,
+            " h",
+        ),
+        "by_hour": svg.bars(
+            t["chart_by_hour"],
+            [f"{h['hour']:02d}" for h in ut["alarms"]["by_hour_of_night"]],
+            [float(h["count"]) for h in ut["alarms"]["by_hour_of_night"]],
+        ),
+        "concurrency": svg.bars(
+            t["chart_concurrency"],
+            [f"{h['hour']:02d}" for h in ut["concurrency"]["by_hour_of_night"]],
+            [h["minutes_with_two_or_more"] for h in ut["concurrency"]["by_hour_of_night"]],
+            " min",
+        ),
+        "response": svg.bars(
+            t["chart_response"],
+            [
+                f"{h['from']}–{h['to']}" if h["to"] is not None else f"{h['from']}+"
+                for h in ut["response_minutes_histogram"]
+            ],
+            [float(h["count"]) for h in ut["response_minutes_histogram"]],
+        ),
+        "coverage": svg.bars(
+            t["chart_coverage"],
+            list(ut["device_uptime"]),
+            [v * 100 for v in ut["device_uptime"].values()],
+            " %",
+        ),
+    }
