@@ -20,7 +20,7 @@ from typing import Any
 
 import services.alarms.lifecycle as lifecycle
 from carehub.clock import Clock
-from carehub.errors import CareHubError
+from carehub.errors import CareHubError, ConflictError
 from carehub.timefmt import to_us
 from services.alarms.model import Alarm
 from services.alarms.store import AlarmStore
@@ -56,7 +56,7 @@ class ExpiredLinkError(LinkError):
     status = 410
 
 
-class UsedLinkError(LinkError):
+class UsedLinkError(LinkError, ConflictError):
     """Used already (or the alarm is no longer waiting for anyone)."""
 
     status = 409
@@ -118,7 +118,8 @@ class AckLinks:
         """The claim of a token for `alarm_id`, or the `LinkError` it deserves (not yet used:
         `redeem` checks that)."""
         payload, _, signature = token.partition(".")
-        if not payload or not hmac.compare_digest(signature, self._sign(payload)):
+        given = signature.encode("utf-8", "replace")
+        if not payload or not hmac.compare_digest(given, self._sign(payload).encode()):
             msg = "this acknowledge link is not valid"
             raise BadLinkError(msg)
         try:

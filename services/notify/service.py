@@ -131,7 +131,7 @@ class Notifier:
         if phone is None:
             return []
         out = []
-        addresses = {"ntfy": phone.ntfy_topic, "espa": phone.espa_address}
+        addresses = {"ntfy": phone.ntfy_topic, "espa": phone.espa_address, "demo": phone.id}
         for name in self.channels:
             address = addresses.get(name)
             if address is not None:
