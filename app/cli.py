@@ -35,20 +35,23 @@ DEMO_SITE = REPO_ROOT / "sites" / "demo.yaml"
 @app.command("check-config")
 def check_config(file: Annotated[Path, typer.Argument(help="The site file to check.")]) -> None:
     """Validate a site file and summarise it; errors name the line and the field."""
-    from carehub.site import load_site
+    from carehub.site import check_site_file
 
     try:
-        site = load_site(file)
+        site, warnings = check_site_file(file)
     except ConfigError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(2) from err
+    for w in warnings:
+        at = f"line {w.line}: " if w.line else ""
+        typer.echo(f"{file}: warning: {at}{w.where()}: {w.message}", err=True)
     kinds: dict[str, int] = {}
     for device in {d.id: d for d in site.devices}.values():
         kinds[device.kind.value] = kinds.get(device.kind.value, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no devices"
     typer.echo(
         f"{file}: OK — site {site.site!r} ({site.name}), {len(site.wards)} wards, "
-        f"{len(site.residents)} residents, devices: {summary}"
+        f"{len(site.residents)} residents, devices: {summary}, {len(site.phones)} phones"
     )
 
 

@@ -31,6 +31,7 @@ from carehub.site import Site, SiteIndex
 from gateway.service import GatewayService
 from gateway.store.base import DeviceState, EventStore
 from services.alarms.service import AlarmService
+from services.notify.service import Notifier
 from services.privacy.retention import RetentionJob
 from services.rules.service import RulesService
 from services.web.context import HubContext
@@ -235,6 +236,8 @@ class Hub:
         self.retention: RetentionJob | None = None
         """When the gateway runs here."""
         self.app: FastAPI | None = None
+        self.notifier: Notifier | None = None
+        """When the rules engine runs here and the site has phones."""
         self._stack = ExitStack()
         self._beats = heartbeat.heartbeat_dir(settings.db)
         target = settings.mqtt_target()
@@ -360,6 +363,39 @@ class Hub:
 
         self._beat("rules", status)
         self._start_timeseries()
+        self._start_notifier()
+
+    def _start_notifier(self) -> None:
+        """Phones hear of alarms from the process that runs the rules part
+        (docs/notifications.md): the notifier follows the change log in the shared file."""
+        from services.notify.channel import Channel
+
+        channels: list[Channel] = []
+        ntfy = self.site.notify.ntfy
+        if ntfy is not None:
+            from services.notify.ntfy import NtfyChannel
+
+            channels.append(NtfyChannel(ntfy.url, ntfy.token_env))
+        if self.options.demo:
+            from services.notify.record import RecordChannel
+
+            channels.append(RecordChannel())
+        if not self.site.phones or not channels:
+            return
+        from services.notify.service import Notifier
+
+        alarms = self._open_alarms()
+        notifier = Notifier(
+            self.settings.db,
+            self.site,
+            channels,
+            self.clock,
+            secret_key=self._secret_key,
+        )
+        notifier.on_change = alarms.wake
+        self.notifier = notifier.start()
+        self._stack.callback(notifier.stop)
+        self._stack.callback(alarms.subscribe(lambda _change: notifier.wake()))
 
     def _start_timeseries(self) -> None:
         """With InfluxDB configured, alarm changes and nightly freed hours go there too, for
@@ -449,7 +485,16 @@ class Hub:
                 components[part] = heartbeat.read(self._beats, part)
             return components
 
+        desk = None
+        if self.site.phones:
+            from services.notify.desk import NotifyDesk
+
+            desk = NotifyDesk(
+                self.settings.db, self.site, self.clock, self._secret_key, alarms.wake
+            )
+            self._stack.callback(desk.close)
         return HubContext(
+            notify=desk,
             settings=self.settings,
             site=self.index,
             users=users,
@@ -541,10 +586,15 @@ class Hub:
         if key is not None:
             msg = "CAREHUB_SECRET_KEY is too short: use at least 32 random characters"
             raise ConfigError(msg)
-        if self.options.demo or "api" not in self.parts:
+        # acknowledge links are signed in the rules part and checked in the api part
+        notify = self.site.notify
+        channels = notify.ntfy is not None or notify.espa is not None
+        links = bool(self.site.phones) and channels and "rules" in self.parts
+        if self.options.demo or ("api" not in self.parts and not links):
             return secrets.token_urlsafe(32)
         msg = (
-            "CAREHUB_SECRET_KEY is not set. The web app signs staff sessions with it; set it to "
+            "CAREHUB_SECRET_KEY is not set. The web app signs staff sessions and the rules part "
+            "signs acknowledge links with it; set it (the same in every part) to "
             "32+ random characters (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
         raise ConfigError(msg)

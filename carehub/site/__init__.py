@@ -9,7 +9,14 @@ here so callers need not know which module holds them.
 from carehub.site.benefit import BENEFIT_DEFAULTS, ResolvedBenefit
 from carehub.site.bindings import Binding
 from carehub.site.index import SiteIndex
-from carehub.site.loader import Problem, SiteFileError, load_site, parse_site
+from carehub.site.loader import (
+    Problem,
+    SiteFileError,
+    check_site,
+    check_site_file,
+    load_site,
+    parse_site,
+)
 from carehub.site.model import (
     RULE_NAMES,
     SLUG,
@@ -23,8 +30,12 @@ from carehub.site.model import (
     DoseMissedRule,
     Escalation,
     EscalationTarget,
+    EspaLink,
     FallRule,
     NightWindow,
+    Notify,
+    NtfyServer,
+    Phone,
     Priority,
     Resident,
     ResponseMinutes,
@@ -51,8 +62,12 @@ __all__ = [
     "DoseMissedRule",
     "Escalation",
     "EscalationTarget",
+    "EspaLink",
     "FallRule",
     "NightWindow",
+    "Notify",
+    "NtfyServer",
+    "Phone",
     "Priority",
     "Problem",
     "Resident",
@@ -66,6 +81,8 @@ __all__ = [
     "Slug",
     "Strict",
     "Ward",
+    "check_site",
+    "check_site_file",
     "load_site",
     "parse_site",
 ]

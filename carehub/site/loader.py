@@ -96,6 +96,12 @@ def _pydantic_problems(err: ValidationError) -> Iterator[Problem]:
 
 def parse_site(text: str, source: str = "<site file>") -> Site:
     """Validate site-file text; every problem comes back at once in a `SiteFileError`."""
+    return check_site(text, source)[0]
+
+
+def check_site(text: str, source: str = "<site file>") -> tuple[Site, list[Problem]]:
+    """Validate site-file text: the site and its warnings (line-numbered, like problems:
+    things that work but are probably not meant, e.g. a ward no phone hears)."""
     try:
         root = yaml.compose(text, Loader=_LineLoader)
     except yaml.YAMLError as err:
@@ -122,11 +128,17 @@ def parse_site(text: str, source: str = "<site file>") -> Site:
         located = [Problem(p.path, p.message, p.line or _line_for(p.path, lines)) for p in problems]
         raise SiteFileError(source, located)
     assert site is not None
-    return site
+    warnings = [Problem(p.path, p.message, _line_for(p.path, lines)) for p in _warnings(site)]
+    return site, warnings
 
 
 def load_site(path: Path | str) -> Site:
     """Read and validate a site file."""
+    return check_site_file(path)[0]
+
+
+def check_site_file(path: Path | str) -> tuple[Site, list[Problem]]:
+    """Read and validate a site file: the site and its warnings."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -134,7 +146,7 @@ def load_site(path: Path | str) -> Site:
         raise SiteFileError(
             str(path), [Problem((), f"cannot read the file: {err.strerror}")]
         ) from err
-    return parse_site(text, str(path))
+    return check_site(text, str(path))
 
 
 def _cross_check(site: Site) -> Iterator[Problem]:
@@ -153,6 +165,7 @@ def _cross_check(site: Site) -> Iterator[Problem]:
     for i, r in enumerate(site.residents):
         if r.room not in rooms:
             yield Problem(("residents", i, "room"), f"room {r.room!r} is in no ward's rooms")
+    yield from _check_phones(site, {w.id for w in site.wards})
     by_device: dict[str, list[int]] = {}
     topics: dict[str, str] = {}
     for i, d in enumerate(site.devices):
@@ -195,6 +208,58 @@ def _cross_check(site: Site) -> Iterator[Problem]:
                     ("devices", b, "from"),
                     f"device {device_id!r} has overlapping bindings; give each a from/until",
                 )
+
+
+def _check_phones(site: Site, wards: set[str]) -> Iterator[Problem]:
+    """Phones name wards that exist, ids and ntfy topics are unique, fallback phones exist
+    (docs/notifications.md)."""
+    yield from _unique(((("phones", i, "id"), p.id) for i, p in enumerate(site.phones)), "phone")
+    topics: dict[str, str] = {}
+    addresses: dict[str, str] = {}
+    for i, phone in enumerate(site.phones):
+        for j, ward in enumerate(phone.wards):
+            if ward not in wards:
+                yield Problem(("phones", i, "wards", j), f"no ward has id {ward!r}")
+        if phone.ntfy_topic is not None:
+            first = topics.setdefault(phone.ntfy_topic, phone.id)
+            if first != phone.id:
+                yield Problem(
+                    ("phones", i, "ntfy_topic"),
+                    f"ntfy topic {phone.ntfy_topic!r} is already used by phone {first!r}",
+                )
+        if phone.espa_address is not None:
+            first = addresses.setdefault(phone.espa_address, phone.id)
+            if first != phone.id:
+                yield Problem(
+                    ("phones", i, "espa_address"),
+                    f"ESPA address {phone.espa_address!r} is already used by phone {first!r}",
+                )
+    phone_ids = {p.id for p in site.phones}
+    for j, phone_id in enumerate(site.escalation.fallback_phones):
+        if phone_id not in phone_ids:
+            yield Problem(("escalation", "fallback_phones", j), f"no phone has id {phone_id!r}")
+
+
+def _warnings(site: Site) -> Iterator[Problem]:
+    """What works but is probably not meant: nobody's pocket hears a ward, a channel address
+    with no server to send it through, a fallback that never comes."""
+    if not site.phones:
+        return  # notifications not set up at all: the board alone, as before
+    heard = {w for p in site.phones for w in p.wards}
+    for i, ward in enumerate(site.wards):
+        if ward.id not in heard:
+            yield Problem(("wards", i, "id"), f"no phone hears ward {ward.id!r}")
+    unsent = "notify.{} is not set, so nothing is sent to it"
+    for i, phone in enumerate(site.phones):
+        if phone.ntfy_topic is not None and site.notify.ntfy is None:
+            yield Problem(("phones", i, "ntfy_topic"), unsent.format("ntfy"))
+        if phone.espa_address is not None and site.notify.espa is None:
+            yield Problem(("phones", i, "espa_address"), unsent.format("espa"))
+    esc = site.escalation
+    if esc.fallback_phones and esc.fallback_minutes is None:
+        yield Problem(("escalation", "fallback_phones"), "fallback_minutes is not set: never told")
+    if site.notify.public_url is None:
+        yield Problem(("notify",), "public_url is not set: notifications carry no acknowledge link")
 
 
 def _unique(items: Iterable[tuple[tuple[str | int, ...], str]], what: str) -> Iterator[Problem]:

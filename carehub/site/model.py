@@ -171,6 +171,12 @@ class Escalation(Strict):
     reminder_high_minutes: float | None = Field(1, gt=0, description="Re-announce every N min.")
     reminder_medium_minutes: float | None = Field(5, gt=0)
     reminder_low_minutes: float | None = Field(None, gt=0)
+    fallback_minutes: float | None = Field(
+        None, gt=0, description="Minutes after raising that the fallback phones are told."
+    )
+    fallback_phones: list[Slug] = Field(
+        default_factory=list, description="Phone ids told at fallback (the shift leader)."
+    )
     target: EscalationTarget = EscalationTarget()
 
     def escalate_after(self, priority: Priority) -> timedelta | None:
@@ -182,6 +188,70 @@ class Escalation(Strict):
         """How often an unacknowledged alarm of this priority is announced again."""
         minutes = getattr(self, f"reminder_{priority.value}_minutes")
         return None if minutes is None else timedelta(minutes=minutes)
+
+    def fallback_after(self) -> timedelta | None:
+        """How long an alarm may stay unacknowledged before the fallback phones hear of it."""
+        if self.fallback_minutes is None or not self.fallback_phones:
+            return None
+        return timedelta(minutes=self.fallback_minutes)
+
+
+# --- phones and notification channels (docs/notifications.md) -----------------------------
+
+NTFY_TOPIC = r"^[-_A-Za-z0-9]{1,64}$"
+"""What ntfy accepts as a topic name."""
+HTTP_URL = r"^https?://[^\s/]+(/\S*)?$"
+
+
+class NtfyServer(Strict):
+    """A self-hosted ntfy server the hub publishes to."""
+
+    url: str = Field(pattern=HTTP_URL, description="Base URL, e.g. http://ntfy.home.local.")
+    token_env: str | None = Field(
+        None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable holding the access token (never the token itself).",
+    )
+
+
+class EspaLink(Strict):
+    """The ESPA 4.4.4 link to a DECT or paging system (docs/espa.md)."""
+
+    target: str = Field(
+        pattern=r"^(tcp://[^\s/:]+:\d+|serial://\S+)$",
+        description='"tcp://host:port" or "serial:///dev/ttyUSB0?baud=9600".',
+    )
+
+
+class Notify(Strict):
+    """Where notifications go: the base of acknowledge links and each channel's server."""
+
+    public_url: str | None = Field(
+        None, pattern=HTTP_URL, description="Base URL of acknowledge links and the board."
+    )
+    ntfy: NtfyServer | None = None
+    espa: EspaLink | None = None
+
+
+class Phone(Strict):
+    """What staff carry (a work phone, a DECT handset): it belongs to wards, not a person."""
+
+    id: Slug
+    name: str = Field(min_length=1, max_length=200)
+    wards: list[Slug] = Field(min_length=1)
+    ntfy_topic: str | None = Field(
+        None, pattern=NTFY_TOPIC, description="Hard to guess: anyone knowing it can read it."
+    )
+    espa_address: str | None = Field(
+        None, pattern=r"^[0-9A-Za-z]{1,16}$", description="Call address on the paging system."
+    )
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Self:
+        if self.ntfy_topic is None and self.espa_address is None:
+            msg = "a phone needs at least one of 'ntfy_topic' or 'espa_address'"
+            raise ValueError(msg)
+        return self
 
 
 # --- the site itself ----------------------------------------------------------------------
@@ -264,9 +334,11 @@ class Site(Strict):
     benefit: Benefit | None = None
     rules: Rules = Rules()
     escalation: Escalation = Escalation()
+    notify: Notify = Notify()
     wards: list[Ward] = Field(min_length=1)
     residents: list[Resident] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
+    phones: list[Phone] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod

@@ -1,5 +1,6 @@
 """The FastAPI app: one router per domain (services.web.routes), security headers on every
-response, and one handler that answers the kernel's domain errors with 404 and 409."""
+response, and one handler that answers the kernel's domain errors with 404 and 409 (and a bad
+acknowledge link with its own status)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from fastapi.staticfiles import StaticFiles
 
 from carehub import __version__
 from carehub.errors import ConflictError, NotFoundError
+from services.notify.links import LinkError
 from services.web.context import HubContext
-from services.web.routes import admin, alarms, auth, devices, reports, system
+from services.web.routes import admin, alarms, auth, devices, notify, reports, system
 from services.web.security import LoginThrottle, SecurityHeaders, Signer
 
 HERE = Path(__file__).resolve().parent
@@ -34,15 +36,21 @@ def create_app(ctx: HubContext) -> FastAPI:
     app.include_router(auth.router)
     for router in ctx.extra_routers:
         app.include_router(router)
-    for module in (alarms, devices, reports, admin):
+    for module in (alarms, devices, reports, admin, notify):
         app.include_router(module.router)
     app.add_exception_handler(NotFoundError, _domain_error)
     app.add_exception_handler(ConflictError, _domain_error)
+    app.add_exception_handler(LinkError, _domain_error)
     return app
 
 
 async def _domain_error(_request: Request, err: Exception) -> JSONResponse:
     """The kernel's "no such thing" is 404 and "not in a state that allows it" is 409, for
     every route at once: the routes need no try/except of their own."""
-    code = status.HTTP_404_NOT_FOUND if isinstance(err, NotFoundError) else status.HTTP_409_CONFLICT
+    if isinstance(err, LinkError):
+        code = err.status  # an acknowledge link: 403 not ours, 410 expired, 409 used
+    elif isinstance(err, NotFoundError):
+        code = status.HTTP_404_NOT_FOUND
+    else:
+        code = status.HTTP_409_CONFLICT
     return JSONResponse({"detail": str(err)}, status_code=code)

@@ -213,6 +213,20 @@ MESSAGES: dict[str, dict[Locale, str]] = {
         "en": "Response time (acknowledged → resolved)",
     },
     "chart_coverage": {"da": "Uptime per device at night", "en": "Uptime per device at night"},
+    "phones": {"da": "Telefoner", "en": "Phones"},
+    "phones_intro": {
+        "da": "Hvad hver telefon har fået sendt, nyeste først.",
+        "en": "What each phone was sent, newest first.",
+    },
+    "nothing_sent": {"da": "Intet sendt endnu.", "en": "Nothing sent yet."},
+    "ack_title": {"da": "Tag alarmen", "en": "Take the alarm"},
+    "ack_question": {
+        "da": "Tager du denne alarm som {phone}?",
+        "en": "Are you taking this alarm as {phone}?",
+    },
+    "ack_button": {"da": "Jeg tager den", "en": "I'm on it"},
+    "ack_done": {"da": "Tak. Alarmen er taget af {who}.", "en": "Thank you. Taken by {who}."},
+    "told": {"da": "Sendt til", "en": "Sent to"},
 }
 
 

@@ -69,6 +69,27 @@ class AlarmPublic(BaseModel):
     note: str | None = Field(description="Staff note given on resolve.")
 
 
+class DeliveryPublic(BaseModel):
+    """One send of an alarm to one phone on one channel (docs/notifications.md)."""
+
+    phone: str
+    phone_name: str
+    channel: str
+    step: Literal["first", "reminder", "escalated", "fallback", "taken", "technical"]
+    at: Timestamp = Field(description="When the send was recorded (before it was attempted).")
+    done_at: Timestamp | None
+    status: Literal["pending", "sent", "failed", "cancelled"]
+    error: str | None
+    title: str
+    body: str
+
+
+class AlarmDetailPublic(AlarmPublic):
+    """A stored alarm with its delivery records."""
+
+    deliveries: list[DeliveryPublic]
+
+
 class ProvisionalAlarmPublic(BaseModel):
     """An alarm announced while the hub's store does not answer: listed among the active
     alarms until the stored alarm replaces it; it cannot be acknowledged or resolved (409)."""

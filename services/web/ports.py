@@ -22,6 +22,10 @@ class AlarmsPort(Protocol):
         """Alarms as SPEC §5 JSON, `state` 'active' or 'all'."""
         ...
 
+    def get(self, alarm_id: str) -> dict[str, Any]:
+        """One stored alarm's JSON; raises NotFoundError."""
+        ...
+
     def acknowledge(self, alarm_id: str, username: str) -> dict[str, Any]:
         """Acknowledge; raises NotFoundError / ConflictError."""
         ...
@@ -89,4 +93,24 @@ class PrivacyPort(Protocol):
 
     def run_selftest(self, actor: str) -> SelfTestReport:
         """Send a synthetic message through the whole alarm path (≤ 10 s)."""
+        ...
+
+
+class NotifyPort(Protocol):
+    """What the web app needs of notifications (services.notify.desk.NotifyDesk)."""
+
+    def phone_name(self, alarm_id: str, token: str) -> str:
+        """The phone a valid acknowledge link belongs to; raises LinkError."""
+        ...
+
+    def redeem(self, alarm_id: str, token: str) -> dict[str, Any]:
+        """Acknowledge through a link, once; raises LinkError / ConflictError."""
+        ...
+
+    def deliveries(self, alarm_id: str) -> list[dict[str, Any]]:
+        """An alarm's delivery records."""
+        ...
+
+    def phones_sent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Each phone with what it was sent."""
         ...

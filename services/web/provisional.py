@@ -140,6 +140,10 @@ class BoardAlarms:
                     break
         return settled
 
+    def get(self, alarm_id: str) -> dict[str, Any]:
+        """One stored alarm (a provisional one is listed, not looked up)."""
+        return self.inner.get(alarm_id)
+
     def acknowledge(self, alarm_id: str, username: str) -> dict[str, Any]:
         """Stored alarms only: a provisional one has nowhere to record who took it."""
         self._refuse_provisional(alarm_id)

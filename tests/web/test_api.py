@@ -39,7 +39,7 @@ def api_operations(base: str) -> list[tuple[str, str]]:
     ops = []
     for path, item in spec["paths"].items():
         for method in item:
-            if path in PUBLIC or path.startswith("/api/webhooks"):
+            if path in PUBLIC or path.startswith(("/api/webhooks", "/ack/")):
                 continue
             ops.append((method.upper(), path))
     return ops

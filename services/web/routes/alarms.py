@@ -16,7 +16,12 @@ from services.alarms.model import Outcome
 from services.web.context import HubContext
 from services.web.deps import Alarms, Ctx, PageUser, StaffUser, alarms_port
 from services.web.i18n import translator
-from services.web.models import AlarmPublic, ProvisionalAlarmPublic, ResolveBody
+from services.web.models import (
+    AlarmDetailPublic,
+    AlarmPublic,
+    ProvisionalAlarmPublic,
+    ResolveBody,
+)
 from services.web.pages import csrf_token, locale_for, login_redirect, monitoring_off, page
 
 _LOGGER = logging.getLogger(__name__)
@@ -85,6 +90,15 @@ def _health(ctx: HubContext) -> dict[str, Any]:
     # the hub's clock, so ages on the board are right when it runs simulated time (the demo)
     now = ctx.clock.now().isoformat()
     return {"status": "ok" if ok else "degraded", "components": components, "now": now}
+
+
+@router.get("/api/alarms/{alarm_id}", response_model=AlarmDetailPublic)
+def get_alarm(ctx: Ctx, _user: StaffUser, alarm_id: str) -> dict[str, Any]:
+    """One alarm with its delivery records: who was told, on which channel, at which step of
+    the ladder, and how it went (docs/notifications.md)."""
+    alarm = alarms_port(ctx).get(alarm_id)
+    deliveries = ctx.notify.deliveries(alarm_id) if ctx.notify is not None else []
+    return {**alarm, "deliveries": deliveries}
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
