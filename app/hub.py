@@ -376,6 +376,11 @@ class Hub:
             from services.notify.ntfy import NtfyChannel
 
             channels.append(NtfyChannel(ntfy.url, ntfy.token_env))
+        espa = self.site.notify.espa
+        if espa is not None:
+            from services.notify.espa import EspaChannel, EspaSettings
+
+            channels.append(EspaChannel(EspaSettings(**espa.model_dump())))
         if self.options.demo:
             from services.notify.record import RecordChannel
 

@@ -221,6 +221,14 @@ class EspaLink(Strict):
         pattern=r"^(tcp://[^\s/:]+:\d+|serial://\S+)$",
         description='"tcp://host:port" or "serial:///dev/ttyUSB0?baud=9600".',
     )
+    own_address: str = Field("1", pattern=r"^[0-9]{1,3}$", description="CareHub's station.")
+    paging_address: str = Field("2", pattern=r"^[0-9]{1,3}$", description="The paging system's.")
+    step_timeout: float = Field(3.0, gt=0, le=30, description="Seconds to wait for each answer.")
+    retries: int = Field(3, ge=0, le=10, description="Resends of a NAKed selection or block.")
+    encoding: Literal["ascii", "latin-1", "utf-8"] = Field(
+        "ascii", description="Display text: 7-bit ASCII (æ → ae …), latin-1 or utf-8."
+    )
+    max_text: int = Field(80, ge=8, le=400, description="Display text is cut to this length.")
 
 
 class Notify(Strict):
