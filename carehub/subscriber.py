@@ -26,7 +26,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from carehub.clock import Clock, SystemClock
-from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped
+from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped, taken_over
 from carehub.settings import MqttTarget
 
 _LOGGER = logging.getLogger(__name__)
@@ -254,9 +254,18 @@ class DurableSubscriber:
         self._ready.set()
 
     def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if not self._stopping.is_set():
-            self.disconnects += 1
-            _LOGGER.warning("%s lost the broker (%s); paho reconnects", self.name, reason)
+        if self._stopping.is_set():
+            return
+        self.disconnects += 1
+        if taken_over(reason):
+            _LOGGER.error(
+                "%s was thrown off: another client connected as %r (two parts or processes "
+                "with one broker login? each part needs its own, docs/deployment.md)",
+                self.name,
+                self.config.client_id,
+            )
+            return
+        _LOGGER.warning("%s lost the broker (%s); paho reconnects", self.name, reason)
 
     # --- receive path ---------------------------------------------------------------------
 

@@ -66,3 +66,14 @@ def test_wake_on_first_commits_at_once_and_the_interval_waits(
     assert at_once is not None
     assert at_once < 1.0
     assert _committed_after(broker, mqtt_protocol, wake_on_first=False, wait_s=2) is None
+
+
+def test_a_persistent_session_cannot_start_clean() -> None:
+    """A clean start would wipe what the broker keeps for a persistent client."""
+    from carehub.mqtt import ClientOptions
+
+    with pytest.raises(ValueError, match="persistent"):
+        ClientOptions(client_id="carehub-gateway", session_expiry_s=60)
+    with pytest.raises(ValueError, match="persistent"):
+        ClientOptions(client_id="carehub-gateway", manual_ack=True)
+    assert ClientOptions(client_id="x", clean_start=False, session_expiry_s=60, manual_ack=True)
