@@ -163,8 +163,11 @@ def broker_config(
         int | None, typer.Option(help="Also a TLS listener on this port (certs in OUT/tls/).")
     ] = None,
     rotate: Annotated[bool, typer.Option(help="New credentials for every client.")] = False,
+    host: Annotated[
+        str, typer.Option(help="Where the hub reaches the broker, for hub.env.")
+    ] = "localhost",
 ) -> None:
-    """Write mosquitto.conf, passwd, acl and credentials.json (0600) for the site."""
+    """Write mosquitto.conf, passwd, acl, credentials.json and hub.env (0600) for the site."""
     from app.brokerconfig import write_broker_config
     from carehub.settings import get_settings
     from carehub.site import load_site
@@ -180,9 +183,15 @@ def broker_config(
         port=port,
         tls_port=tls_port,
         keep_existing=not rotate,
+        host=host,
     )
-    typer.echo(f"wrote {files.config}, {files.passwd}, {files.acl}, {files.credentials}")
-    typer.echo("credentials.json holds every client's password: keep it secret (mode 0600).")
+    typer.echo(
+        f"wrote {files.config}, {files.passwd}, {files.acl}, {files.credentials}, {files.hub_env}"
+    )
+    typer.echo(
+        "credentials.json holds every client's password and hub.env the hub parts' logins: "
+        "keep them secret (mode 0600)."
+    )
 
 
 @app.command()

@@ -72,6 +72,9 @@ def demo_settings(base: Settings, state: Path, target: MqttTarget, http_port: in
         update={
             "db": state / "carehub.db",
             "mqtt_url": target.url(with_password=True),
+            "mqtt_gateway_url": None,
+            "mqtt_rules_url": None,
+            "mqtt_api_url": None,
             "http_port": http_port,
             "secret_key": SecretStr(secrets.token_urlsafe(32)),
             "webhook_token": SecretStr(secrets.token_urlsafe(32)),

@@ -81,6 +81,49 @@ def parse_parts(part: str) -> tuple[str, ...]:
     return tuple(p for p in RUN_PARTS if p in wanted)
 
 
+def broker_logins(settings: Settings, parts: Iterable[str]) -> dict[str, MqttTarget]:
+    """Each part's broker login (`CAREHUB_MQTT_{PART}_URL`, else `CAREHUB_MQTT_URL`); refuses
+    two parts of one process under one username.
+
+    A broker that takes the username as client id (Mosquitto's `use_username_as_clientid`,
+    which `carehub broker-config` sets so that no device can take over another's session)
+    holds one connection per username: two parts under one login would throw each other off
+    in turn, and a part's clean start would wipe the other's persistent session. Each
+    generated login's topic rights also fit its own part only (docs/deployment.md, "Broker
+    logins"). Without a username (the demo's and the tests' brokers) the parts' client ids
+    differ anyway.
+    """
+    targets: dict[str, MqttTarget] = {}
+    for part in parts:
+        if part not in PARTS:
+            continue
+        target = settings.mqtt_target(part)
+        if target is None:
+            msg = (
+                f"no broker for the {part} part: set CAREHUB_MQTT_URL "
+                f"(or CAREHUB_MQTT_{part.upper()}_URL), mqtt://user:pass@host:port"
+            )
+            raise ConfigError(msg)
+        targets[part] = target
+    users: dict[str, list[str]] = {}
+    for part, target in targets.items():
+        if target.username:
+            users.setdefault(target.username, []).append(part)
+    shared = {user: names for user, names in users.items() if len(names) > 1}
+    if shared:
+        user, names = next(iter(shared.items()))
+        msg = (
+            f"the {' and '.join(names)} parts would log in to the broker as one user, {user!r}. "
+            "With the username as client id (carehub broker-config's Mosquitto) they would "
+            "throw each other off, and each login may use its own part's topics only. Give each "
+            "part its own login: CAREHUB_MQTT_GATEWAY_URL, CAREHUB_MQTT_RULES_URL and "
+            "CAREHUB_MQTT_API_URL, which `carehub broker-config` writes into hub.env "
+            "(docs/deployment.md)"
+        )
+        raise ConfigError(msg)
+    return targets
+
+
 def _device_state_json(state: DeviceState) -> dict[str, Any]:
     return {
         "device_id": state.device_id,
@@ -240,11 +283,8 @@ class Hub:
         """When the rules engine runs here and the site has phones."""
         self._stack = ExitStack()
         self._beats = heartbeat.heartbeat_dir(settings.db)
-        target = settings.mqtt_target()
-        if target is None:
-            msg = "CAREHUB_MQTT_URL is not set: the hub needs a broker (mqtt://user:pass@host:port)"
-            raise ConfigError(msg)
-        self.target = target
+        self.targets = broker_logins(settings, self.parts)
+        """The broker login of each part that runs here, one username per part."""
         self._secret_key = self._session_key()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -299,7 +339,7 @@ class Hub:
         ingestor = Ingestor(self.index, store, self.settings.mqtt_prefix)
         self._stack.callback(ingestor.close)
         config = GatewayConfig(
-            target=self.target,
+            target=self.targets["gateway"],
             prefix=self.settings.mqtt_prefix,
             client_id=f"{self.options.client_id_prefix}-gateway",
             protocol=self.options.protocol,
@@ -452,7 +492,7 @@ class Hub:
         self._stack.callback(events.close)
         prefix, site = self.settings.mqtt_prefix, self.site.site
         watch = _BrokerWatch(
-            self.target,
+            self.targets["api"],
             ClientOptions(
                 client_id=f"{self.options.client_id_prefix}-api",
                 protocol=self.options.protocol,

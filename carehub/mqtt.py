@@ -46,6 +46,22 @@ class ClientOptions:
     will: tuple[str, bytes, int, bool] | None = None
     ca_file: str | None = None
 
+    def __post_init__(self) -> None:
+        """A client with a persistent session (session expiry, or acknowledging by hand) must
+        never start clean: that would wipe what the broker keeps for it."""
+        if self.clean_start and (self.session_expiry_s or self.manual_ack):
+            msg = f"client {self.client_id!r} keeps a persistent session: it cannot start clean"
+            raise ValueError(msg)
+
+
+SESSION_TAKEN_OVER = 0x8E
+"""MQTT 5 DISCONNECT reason: another connection came with our client id."""
+
+
+def taken_over(reason: Any) -> bool:
+    """Whether a disconnect reason says another client took our session over."""
+    return getattr(reason, "value", None) == SESSION_TAKEN_OVER
+
 
 def _nodelay(client: paho.Client) -> None:
     """Turn Nagle off on our end; without it each hop waits milliseconds for nothing."""

@@ -28,20 +28,21 @@ class MqttTarget:
     tls: bool = False
 
     @classmethod
-    def parse(cls, url: str) -> MqttTarget:
-        """Parse an `mqtt://` or `mqtts://` URL; a bad one is a `ConfigError` naming the rule."""
+    def parse(cls, url: str, name: str = "CAREHUB_MQTT_URL") -> MqttTarget:
+        """Parse an `mqtt://` or `mqtts://` URL; a bad one is a `ConfigError` naming the rule
+        and the variable `name` it came from."""
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts"):
-            msg = f"CAREHUB_MQTT_URL has scheme {parts.scheme!r}. Use mqtt:// or mqtts://."
+            msg = f"{name} has scheme {parts.scheme!r}. Use mqtt:// or mqtts://."
             raise ConfigError(msg)
         if not parts.hostname:
-            msg = "CAREHUB_MQTT_URL has no host. Use mqtt://[user:password@]host[:port]."
+            msg = f"{name} has no host. Use mqtt://[user:password@]host[:port]."
             raise ConfigError(msg)
         tls = parts.scheme == "mqtts"
         try:
             port = parts.port or (8883 if tls else 1883)
         except ValueError as err:
-            msg = f"CAREHUB_MQTT_URL has a bad port: {err}"
+            msg = f"{name} has a bad port: {err}"
             raise ConfigError(msg) from err
         return cls(
             host=parts.hostname,
@@ -69,6 +70,15 @@ class Settings(BaseSettings):
     db: Path = Field(Path("var/carehub.db"), description="SQLite file of the embedded store.")
     mqtt_url: str | None = Field(
         None, description="Broker URL, mqtt://user:pass@host:port (mqtts:// for TLS)."
+    )
+    mqtt_gateway_url: str | None = Field(
+        None, description="The gateway part's own broker URL; overrides CAREHUB_MQTT_URL."
+    )
+    mqtt_rules_url: str | None = Field(
+        None, description="The rules part's own broker URL; overrides CAREHUB_MQTT_URL."
+    )
+    mqtt_api_url: str | None = Field(
+        None, description="The api part's own broker URL; overrides CAREHUB_MQTT_URL."
     )
     mqtt_prefix: str = Field("carehub", description="First level of every CareHub topic.")
     mqtt_ca_file: Path | None = Field(None, description="CA certificate for mqtts://.")
@@ -110,8 +120,17 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
-    def mqtt_target(self) -> MqttTarget | None:
-        """The configured broker, or None when none is configured."""
+    def mqtt_target(self, part: str | None = None) -> MqttTarget | None:
+        """The configured broker, or None when none is configured. For a `part` (gateway,
+        rules, api) its own URL when set: one process running several parts logs each in
+        with its own credential (docs/deployment.md, "Broker logins")."""
+        own = {
+            "gateway": self.mqtt_gateway_url,
+            "rules": self.mqtt_rules_url,
+            "api": self.mqtt_api_url,
+        }.get(part or "")
+        if own:
+            return MqttTarget.parse(own, f"CAREHUB_MQTT_{(part or '').upper()}_URL")
         return MqttTarget.parse(self.mqtt_url) if self.mqtt_url else None
 
 

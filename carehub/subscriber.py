@@ -8,6 +8,13 @@ persistent session this sets up (MQTT 5 `clean_start` off + session expiry, 3.1.
 `clean_session` off) the broker delivers again whatever we never acknowledged, after a crash or
 a restart, so nothing is lost; the owner's dedupe, or idempotent writes, absorb the repeats.
 
+Urgent lane: the owner may classify each message on arrival (`urgent(topic, payload)`, cheap:
+it runs on paho's network thread). An urgent message wakes the commit thread at once and is
+committed and acknowledged in a batch of its own, ahead of the routine messages that arrived
+before it; the routine messages of its topic that wait go with it, so one topic's messages
+keep their order (docs/handover.md, "Urgent lane"). Acknowledgements then leave in commit
+order, not arrival order: Mosquitto takes a PUBACK by packet id in any order.
+
 The gateway (SQLite or InfluxDB), the rules engine (its alarm store) and the municipality's
 central ingest (InfluxDB) run on it.
 """
@@ -18,6 +25,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +34,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from carehub.clock import Clock, SystemClock
-from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped
+from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped, taken_over
 from carehub.settings import MqttTarget
 
 _LOGGER = logging.getLogger(__name__)
@@ -93,10 +101,15 @@ class Delivery:
     """Monotonic time of arrival: how long it has waited for its commit."""
     serial: int = field(default_factory=lambda: next(_SERIALS))
     """Unique in this process (ids of objects are reused once they are freed)."""
+    urgent: bool = False
+    """Committed in the urgent lane (classified urgent, or waiting ahead of one on its topic)."""
 
 
 Commit = Callable[[list[Delivery]], None]
 """Handle every delivery not yet handled and make the batch durable; raise if it is not."""
+
+Classify = Callable[[str, bytes], bool]
+"""Whether a message (topic, payload) may be alarm-worthy: it then takes the urgent lane."""
 
 
 class DurableSubscriber:
@@ -110,9 +123,10 @@ class DurableSubscriber:
         name: str,
         clock: Clock | None = None,
         tick: Callable[[], object] | None = None,
+        urgent: Classify | None = None,
     ) -> None:
         """`name` labels threads and logs; `tick` runs on the commit thread after each round
-        (the gateway's silence check)."""
+        (the gateway's silence check); `urgent` classifies arrivals for the urgent lane."""
         self.config = config
         self.name = name
         self.clock: Clock = clock or SystemClock()
@@ -125,6 +139,13 @@ class DurableSubscriber:
         self._client: paho.Client | None = None
         self._generation = 0
         self._pending: list[Delivery] = []
+        self._urgent: list[Delivery] = []
+        """The urgent lane: committed before `_pending`, in batches of their own."""
+        self._routine_topics: Counter[str] = Counter()
+        """Messages of each topic in `_pending`: an urgent arrival takes them along."""
+        self._classify = urgent
+        self.urgent_commits = 0
+        """Urgent-lane batches committed and acknowledged."""
         self._in_commit: list[Delivery] = []
         """The batch the commit thread is working on (a store that hangs holds it there)."""
         self._cond = threading.Condition()
@@ -209,12 +230,12 @@ class DurableSubscriber:
     def pending(self) -> int:
         """Messages received and not yet acknowledged."""
         with self._cond:
-            return len(self._pending)
+            return len(self._urgent) + len(self._pending)
 
     def queued(self) -> list[Delivery]:
         """Messages waiting for the next commit (not the batch being committed)."""
         with self._cond:
-            return list(self._pending)
+            return [*self._urgent, *self._pending]
 
     def unsettled(self, older_than_s: float) -> list[Delivery]:
         """Every message not yet committed, oldest first, when the oldest of them has waited
@@ -222,10 +243,10 @@ class DurableSubscriber:
         take milliseconds, so this is how the owner learns, while the commit thread is stuck
         in the store, that messages wait (the gateway's provisional alarms)."""
         with self._cond:  # polled often: look at the oldest before copying anything
-            head = self._in_commit or self._pending
-            if not head or time.monotonic() - head[0].arrived <= older_than_s:
+            heads = [q[0].arrived for q in (self._in_commit, self._urgent, self._pending) if q]
+            if not heads or time.monotonic() - min(heads) <= older_than_s:
                 return []
-            return [*self._in_commit, *self._pending]
+            return sorted([*self._in_commit, *self._urgent, *self._pending], key=_arrival)
 
     # --- connection -----------------------------------------------------------------------
 
@@ -254,9 +275,18 @@ class DurableSubscriber:
         self._ready.set()
 
     def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if not self._stopping.is_set():
-            self.disconnects += 1
-            _LOGGER.warning("%s lost the broker (%s); paho reconnects", self.name, reason)
+        if self._stopping.is_set():
+            return
+        self.disconnects += 1
+        if taken_over(reason):
+            _LOGGER.error(
+                "%s was thrown off: another client connected as %r (two parts or processes "
+                "with one broker login? each part needs its own, docs/deployment.md)",
+                self.name,
+                self.config.client_id,
+            )
+            return
+        _LOGGER.warning("%s lost the broker (%s); paho reconnects", self.name, reason)
 
     # --- receive path ---------------------------------------------------------------------
 
@@ -277,13 +307,42 @@ class DurableSubscriber:
                 bool(msg.dup),
                 bool(msg.retain),
             )
+            urgent = self._is_urgent(item)
             with self._cond:
+                if urgent:
+                    self._queue_urgent(item)
+                    self._cond.notify_all()
+                    return
                 self._pending.append(item)
+                self._routine_topics[item.topic] += 1
                 first = self.config.wake_on_first and len(self._pending) == 1
                 if first or len(self._pending) >= self.config.commit_batch:
                     self._cond.notify_all()
         except Exception:
             _LOGGER.exception("message on %s could not be queued", msg.topic)
+
+    def _is_urgent(self, item: Delivery) -> bool:
+        if self._classify is None:
+            return False
+        try:
+            return self._classify(item.topic, item.payload)
+        except Exception:  # a classifier bug must not lose the message: it stays routine
+            _LOGGER.exception("could not classify a message on %s", item.topic)
+            return False
+
+    def _queue_urgent(self, item: Delivery) -> None:
+        """Into the urgent lane, after the routine messages of its topic (held `_cond`)."""
+        if self._routine_topics.pop(item.topic, 0):
+            keep: list[Delivery] = []
+            for waiting in self._pending:
+                if waiting.topic == item.topic:
+                    waiting.urgent = True
+                    self._urgent.append(waiting)
+                else:
+                    keep.append(waiting)
+            self._pending = keep
+        item.urgent = True
+        self._urgent.append(item)
 
     # --- commit path ----------------------------------------------------------------------
 
@@ -291,9 +350,13 @@ class DurableSubscriber:
         while not self._stopping.is_set():
             with self._cond:
                 waiting = len(self._pending)
-                if not self._woken and (
-                    not waiting
-                    or (not self.config.wake_on_first and waiting < self.config.commit_batch)
+                if (
+                    not self._woken
+                    and not self._urgent
+                    and (
+                        not waiting
+                        or (not self.config.wake_on_first and waiting < self.config.commit_batch)
+                    )
                 ):
                     self._cond.wait(self.config.commit_interval_s)
                 self._woken = False
@@ -315,11 +378,20 @@ class DurableSubscriber:
             self._failing = False
 
     def commit_pending(self) -> None:
-        """Commit what is queued, then acknowledge exactly what that commit covered."""
+        """Commit what is queued, the urgent lane first, then acknowledge exactly what each
+        commit covered."""
+        self._commit_lane(urgent=True)
+        self._commit_lane(urgent=False)
+
+    def _commit_lane(self, *, urgent: bool) -> None:
         if self._aborted:
             return
         with self._cond:
-            batch, self._pending = self._pending, []
+            if urgent:
+                batch, self._urgent = self._urgent, []
+            else:
+                batch, self._pending = self._pending, []
+                self._routine_topics.clear()
             self._in_commit = batch
             generation = self._generation
         if not batch:
@@ -328,7 +400,11 @@ class DurableSubscriber:
             self._commit(batch)
         except Exception:
             with self._cond:
-                self._pending[:0] = batch  # keep order; acknowledge nothing yet
+                if urgent:
+                    self._urgent[:0] = batch  # keep order; acknowledge nothing yet
+                else:
+                    self._pending[:0] = batch
+                    self._routine_topics = Counter(d.topic for d in self._pending)
                 self._in_commit = []
             raise
         with self._cond:
@@ -341,6 +417,8 @@ class DurableSubscriber:
                 continue  # that connection is gone; the broker redelivers, dedupe drops it
             self.acknowledge(client, item)
         self.commits += 1
+        if urgent:
+            self.urgent_commits += 1
 
     def acknowledge(self, client: paho.Client, item: Delivery) -> None:
         """PUBACK one message whose batch is committed."""
@@ -348,3 +426,7 @@ class DurableSubscriber:
             client.ack(item.mid, item.qos)
         except Exception:
             _LOGGER.warning("could not acknowledge message %s", item.mid, exc_info=True)
+
+
+def _arrival(item: Delivery) -> float:
+    return item.arrived

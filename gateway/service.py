@@ -31,6 +31,7 @@ from carehub.storewatch import StoreWatch
 from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig
 from carehub.topics import SELFTEST_DEVICE, SiteTopics
 from gateway.budget import RateBudget
+from gateway.codecs import codec_for
 from gateway.emergency import EMERGENCY_AFTER_S, ProvisionalAlarms
 from gateway.handover import CHECK_EVERY_S, STALL_AFTER_S, HandoverWatch, HandsOver
 from gateway.metrics import Counters
@@ -92,6 +93,7 @@ class GatewayService:
             name="gateway",
             clock=self.clock,
             tick=self._maybe_check_silence,
+            urgent=self.urgent,
         )
         self._next_silence_check = 0.0
         self.provisional = ProvisionalAlarms(ingestor, ingestor.index, config.prefix)
@@ -201,6 +203,21 @@ class GatewayService:
         if self.provisional.engaged:  # only after an outage: no copy of the queue per commit
             self.provisional.settle(self.subscriber.queued(), self._publish)
 
+    def urgent(self, topic: str, payload: bytes) -> bool:
+        """Whether a message takes the urgent lane: a device uplink its codec's sniff calls a
+        fall or a fault, or an admin's self-test. Runs on paho's network thread for every
+        message: topic → device → model → a bytes search, no decoding."""
+        route = self.ingestor.topics.route(topic)
+        if route is None:
+            return False
+        if route.leaf == "selftest":
+            return True
+        if route.leaf != "up" or route.device_id is None:
+            return False
+        binding = self.ingestor.index.device(route.device_id)
+        codec = codec_for(binding.model) if binding is not None else None
+        return codec is not None and codec.urgent is not None and codec.urgent(payload)
+
     def _ingest(self, item: Delivery) -> None:
         """Ingest one message; a store error propagates (the batch is retried), anything else
         is a bug in one message's path and must not hold up the others."""
@@ -299,5 +316,6 @@ class GatewayService:
             "carehub_gateway_mqtt_connects_total": float(sub.connects),
             "carehub_gateway_mqtt_disconnects_total": float(sub.disconnects),
             "carehub_gateway_commits_total": float(sub.commits),
+            "carehub_gateway_urgent_commits_total": float(sub.urgent_commits),
             **(self.handover_watch.metrics() if self.handover_watch is not None else {}),
         }

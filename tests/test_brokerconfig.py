@@ -83,7 +83,7 @@ def locked_broker(tmp_path: Path, test_site: Site) -> Iterator[tuple[int, dict[s
     port = free_port()
     files = write_broker_config(test_site, tmp_path / "broker", port=port)
     conf = files.config.read_text().replace(f"listener {port}", f"listener {port} 127.0.0.1")
-    conf = f"user {pwd.getpwuid(os.getuid()).pw_name}\n" + conf
+    assert f"user {pwd.getpwuid(os.getuid()).pw_name}\n" in conf  # who can read the 0600 files
     files.config.write_text(conf)
     proc = subprocess.Popen(
         [binary, "-c", str(files.config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -224,3 +224,39 @@ def test_the_gateway_may_hold_many_messages_before_it_acknowledges(
     for c in (gateway, device):
         c.disconnect()
         c.loop_stop()
+
+
+def test_hub_env_gives_each_part_its_own_login(tmp_path: Path, test_site: Site) -> None:
+    """`carehub run all` logs each part in with its own login (docs/deployment.md)."""
+    from app.hub import broker_logins
+    from carehub.settings import Settings
+
+    files = write_broker_config(test_site, tmp_path / "b", port=1999, host="hub.local")
+    assert stat.S_IMODE(files.hub_env.stat().st_mode) == 0o600
+    creds = json.loads(files.credentials.read_text())
+    env = dict(
+        line.split("=", 1)
+        for line in files.hub_env.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    settings = Settings(**{k.removeprefix("CAREHUB_").lower(): v for k, v in env.items()})
+    targets = broker_logins(settings, ("gateway", "rules", "api"))
+    for part, target in targets.items():
+        assert (target.host, target.port) == ("hub.local", 1999)
+        assert target.username == f"carehub-{part}"
+        assert target.password == creds[f"carehub-{part}"]
+
+
+def test_one_login_for_several_parts_is_refused_anonymous_is_not() -> None:
+    from app.hub import broker_logins
+    from carehub.errors import ConfigError
+    from carehub.settings import Settings
+
+    shared = Settings(mqtt_url="mqtt://carehub-gateway:pw@h:1883")
+    assert broker_logins(shared, ("gateway",))["gateway"].username == "carehub-gateway"
+    with pytest.raises(ConfigError, match="CAREHUB_MQTT_RULES_URL"):
+        broker_logins(shared, ("gateway", "rules", "api"))
+    own = Settings(mqtt_url="mqtt://carehub-gateway:pw@h:1883", mqtt_rules_url="mqtt://r:p@h")
+    with pytest.raises(ConfigError, match="api"):  # the api still shares the gateway's
+        broker_logins(own, ("gateway", "rules", "api"))
+    assert set(broker_logins(Settings(mqtt_url="mqtt://h:1883"), ("gateway", "rules", "api")))

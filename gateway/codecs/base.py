@@ -100,6 +100,10 @@ class Codec:
     """Whether the model retains its uplinks on purpose (its retained message is its current
     state, to be read on subscribing). False for every model so far: a retained uplink is
     then a replay of a message already handled, and the gateway skips it."""
+    urgent: Callable[[bytes], bool] | None = None
+    """A cheap look at a raw payload, before any decoding: may it hold a fall or a fault?
+    Such a message takes the gateway's urgent lane (docs/handover.md, "Urgent lane"). A false
+    yes costs nothing but the lane; None: every message of the model is routine there."""
 
 
 def _to_utc(value: datetime) -> datetime:

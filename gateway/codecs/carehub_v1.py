@@ -99,9 +99,15 @@ def decode(payload: bytes, ctx: DecodeContext) -> list[Decoded]:
     ]
 
 
+def urgent(payload: bytes) -> bool:
+    """`"type": "fall"`, `"fall_cleared"` or `"fault"` (or any value starting so)."""
+    return b'"fall' in payload or b'"fault' in payload
+
+
 CODEC = Codec(
     model="carehub-v1",
     kinds=frozenset(DeviceKind),
     decode=decode,
     seq_modulus=SEQ_MODULUS,
+    urgent=urgent,
 )

@@ -6,6 +6,7 @@ last fall state in the device's codec state, which the pipeline persists with th
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
@@ -44,4 +45,14 @@ def decode(payload: bytes, ctx: DecodeContext) -> list[Decoded]:
     return [Decoded(EventType.HEARTBEAT, {"battery": None, "rssi": None, **seen})]
 
 
-CODEC = Codec(model="mmwave-radar", kinds=frozenset({DeviceKind.FALL}), decode=decode)
+_FALLING = re.compile(rb'"fall_state"\s*:\s*1')
+
+
+def urgent(payload: bytes) -> bool:
+    """`fall_state: 1` (a fall); its clearing waits with the routine reports."""
+    return _FALLING.search(payload) is not None
+
+
+CODEC = Codec(
+    model="mmwave-radar", kinds=frozenset({DeviceKind.FALL}), decode=decode, urgent=urgent
+)

@@ -70,9 +70,15 @@ def decode(payload: bytes, ctx: DecodeContext) -> list[Decoded]:
     ]
 
 
+def urgent(payload: bytes) -> bool:
+    """`"state": "error"`: a fault."""
+    return b'"error"' in payload
+
+
 CODEC = Codec(
     model="wetsense-s2",
     kinds=frozenset({DeviceKind.DIAPER}),
     decode=decode,
     seq_modulus=SEQ_MODULUS,
+    urgent=urgent,
 )

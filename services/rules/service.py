@@ -131,7 +131,7 @@ class RulesService:
         `overrides` are `RulesConfig` fields (e.g. protocol="3.1.1" for the embedded broker).
         The store is opened on `settings.db`, or shared with `alarms` when given.
         """
-        target = settings.mqtt_target()
+        target = settings.mqtt_target("rules")
         if target is None:
             msg = "CAREHUB_MQTT_URL is not set. The rules service needs a broker."
             raise ConfigError(msg)

@@ -216,17 +216,20 @@ def test_bad_input_is_dead_lettered_while_valid_traffic_flows(
         probe.publish(f"{up}/fall-a1/up", native(3, "fall_cleared"))
         events = probe.wait_for(f"{prefix}/{SITE}/events/#", count=3)
         letters = probe.wait_for(f"{prefix}/{SITE}/deadletter", count=3)
-        assert [m.topic for m in events] == [
-            f"{prefix}/{SITE}/events/fall/fall-a1",
+        # falls take the urgent lane ahead of the diaper; one device's messages keep their order
+        assert sorted(m.topic for m in events) == [
             f"{prefix}/{SITE}/events/diaper/diaper-r003",
             f"{prefix}/{SITE}/events/fall/fall-a1",
+            f"{prefix}/{SITE}/events/fall/fall-a1",
         ]
-        first = events[0].json()
+        falls = [m.json() for m in events if "/fall/" in m.topic]
+        assert [f["type"] for f in falls] == ["fall", "fall_cleared"]
+        first = falls[0]
         assert (first["type"], first["seq"], first["resident_id"]) == ("fall", 1, "r-001")
         assert first["data"] == {"confidence": 0.95}
-        reasons = [m.json()["reason"] for m in letters]
-        assert reasons == ["not_json", "unknown_device", "impossible_value"]
-        binary = letters[0].json()
+        reasons = {m.json()["reason"]: m for m in letters}
+        assert set(reasons) == {"not_json", "unknown_device", "impossible_value"}
+        binary = reasons["not_json"].json()
         assert binary["encoding"] == "base64"
         assert binary["topic"] == f"{up}/fall-a1/up"
         wait_until(lambda: gw.metrics().get("carehub_gateway_duplicates_total") == 1)
