@@ -129,3 +129,46 @@ def test_a_message_whose_commit_fails_is_delivered_again_on_the_same_session(
         assert [d.payload for d in again] == [b"fall"]
     finally:
         second.stop()
+
+
+def test_a_committed_message_is_acknowledged_and_not_delivered_again(
+    broker: LocalBroker, mqtt_protocol: Protocol
+) -> None:
+    """The other half of the rule: what was committed is acknowledged, so the next process on
+    the same session does not get it again. The session's queue reaches the new subscriber
+    before a marker published after it connected, so the marker's commit closes the check."""
+    topic = f"subscriber-test/{uuid.uuid4().hex[:8]}"
+    config = SubscriptionConfig(
+        target=MqttTarget(broker.host, broker.port),
+        client_id=f"sub-{uuid.uuid4().hex[:8]}",
+        filters=(topic,),
+        protocol=mqtt_protocol,
+        session_expiry_s=60,
+        wake_on_first=True,
+    )
+    seen: list[bytes] = []
+
+    def commit(batch: list[Delivery]) -> None:
+        seen.extend(d.payload for d in batch)
+
+    probe = MqttProbe(broker.host, broker.port, protocol=mqtt_protocol)
+    try:
+        for payload, last in ((b"fall", False), (b"marker", True)):
+            sub = DurableSubscriber(config, commit, name="sub")
+            sub.start()
+            try:
+                assert sub.wait_ready(10)
+                probe.publish(topic, payload)
+                deadline = time.monotonic() + 10
+                # `commits` counts batches committed *and* acknowledged
+                while payload not in seen or (not last and sub.commits < 1):
+                    assert time.monotonic() < deadline, seen
+                    time.sleep(0.01)  # polling a condition, not waiting for a guess
+            finally:
+                if last:
+                    sub.stop()
+                else:
+                    sub.abort()
+    finally:
+        probe.close()
+    assert seen == [b"fall", b"marker"]
