@@ -3,6 +3,7 @@
 #   ./carehub.sh demo     the demo: broker, hub, simulated care home, web app
 #   ./carehub.sh test     the whole test suite
 #   ./carehub.sh lint     ruff, import-linter (the layers of docs/architecture.md), mypy
+#   ./carehub.sh mutants [module|mutant-glob]   mutation testing (docs/testing.md), one child
 #   ./carehub.sh <args>   any other `carehub` command, e.g. ./carehub.sh check-config sites/demo.yaml
 set -eu
 cd "$(dirname "$0")"
@@ -26,5 +27,21 @@ case "$cmd" in
     demo) exec .venv/bin/carehub demo "$@" ;;
     test) exec .venv/bin/python -m pytest "$@" ;;
     lint) .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports && exec .venv/bin/mypy ;;
+    mutants)
+        # One module at a time, one child process (docs/testing.md): e.g. subscriber, pipeline,
+        # engine, security, deps, auth, freed_hours, or a mutmut name glob.
+        case "${1:-}" in
+            "") echo "usage: ./carehub.sh mutants subscriber|pipeline|engine|security|deps|auth|freed_hours|<glob>" >&2; exit 2 ;;
+            subscriber) sel="carehub.subscriber.*" ;;
+            pipeline) sel="gateway.pipeline.*" ;;
+            engine) sel="services.rules.engine.*" ;;
+            security) sel="services.web.security.*" ;;
+            deps) sel="services.web.deps.*" ;;
+            auth) sel="services.web.routes.auth.*" ;;
+            freed_hours) sel="services.reports.freed_hours.*" ;;
+            *) sel="$1" ;;
+        esac
+        .venv/bin/mutmut run --max-children 1 "$sel"
+        exec .venv/bin/mutmut results ;;
     *) exec .venv/bin/carehub "$cmd" "$@" ;;
 esac

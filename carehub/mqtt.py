@@ -169,8 +169,10 @@ def close(client: paho.Client) -> None:
 
 
 def release_sockets(client: paho.Client) -> None:
-    """Close the wake-up socket pair paho's `loop_start` opens and does not always close
-    (a client stopped before its first connection leaks it)."""
+    """Close the connection's socket and the wake-up socket pair paho's `loop_start` opens
+    and does not always close (a client stopped before its first connection leaks it). No
+    DISCONNECT is sent: after `close` it is already gone, after a simulated crash it must
+    not be."""
     reset = getattr(client, "_reset_sockets", None)
     if callable(reset):
         reset()

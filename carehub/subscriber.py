@@ -34,7 +34,14 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from carehub.clock import Clock, SystemClock
-from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped, taken_over
+from carehub.mqtt import (
+    ClientOptions,
+    Protocol,
+    close,
+    connect_until_stopped,
+    release_sockets,
+    taken_over,
+)
 from carehub.settings import MqttTarget
 
 _LOGGER = logging.getLogger(__name__)
@@ -198,13 +205,16 @@ class DurableSubscriber:
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
+        # The connect thread may still be between CONNACK and storing the client: join it
+        # first, or a client connected a moment ago would be left open (and its sockets).
+        for thread in self._threads:
+            if thread.name.endswith("-connect"):
+                thread.join(timeout=15)
         client = self._client
         if client is not None:
             client.on_message = None
             client.loop_stop()
-            sock = client.socket()
-            if sock is not None:
-                sock.close()
+            release_sockets(client)  # the connection's socket too, without a DISCONNECT
         for thread in self._threads:
             thread.join(timeout=15)
         self._threads.clear()
@@ -409,6 +419,8 @@ class DurableSubscriber:
             raise
         with self._cond:
             self._in_commit = []
+        if self._aborted:
+            return  # died during the commit: a crash acknowledges nothing
         client = self._client
         for item in batch:
             if client is None or item.qos == 0 or item.failed:

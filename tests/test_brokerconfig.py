@@ -8,9 +8,11 @@ import pwd
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
@@ -116,6 +118,14 @@ def _connect(
     return c, result[0] if result else "no answer"
 
 
+def _subscribe(client: paho.Client, topic: str) -> None:
+    """Subscribe with QoS 1 and wait for the SUBACK, so nothing published next is missed."""
+    acked = threading.Event()
+    client.on_subscribe = lambda *_args: acked.set()
+    client.subscribe(topic, qos=1)
+    assert acked.wait(5), f"no SUBACK for {topic}"
+
+
 @pytest.mark.mosquitto_only
 def test_anonymous_and_wrong_password_refused(locked_broker: tuple[int, dict[str, str]]) -> None:
     port, creds = locked_broker
@@ -134,29 +144,44 @@ def test_device_publishes_only_its_own_topics(locked_broker: tuple[int, dict[str
         port, "carehub-gateway", "carehub-gateway", creds["carehub-gateway"]
     )
     assert outcome == "ok"
-    got: list[str] = []
-    listener.on_message = lambda _c, _u, m: got.append(m.topic)
-    listener.subscribe("carehub/testhjem/devices/+/up", qos=1)
-    time.sleep(0.3)
+    got: list[tuple[str, bytes]] = []
+    arrived = threading.Condition()
+
+    def on_message(_c: paho.Client, _u: Any, m: paho.MQTTMessage) -> None:
+        with arrived:
+            got.append((m.topic, bytes(m.payload)))
+            arrived.notify_all()
+
+    def wait_for(marker: bytes) -> None:
+        """Messages from one client reach a subscriber in order: once the marker published
+        last is here, anything published before it that the broker let through is too."""
+        with arrived:
+            assert arrived.wait_for(lambda: any(p == marker for _t, p in got), timeout=5), got
+
+    listener.on_message = on_message
+    _subscribe(listener, "carehub/testhjem/devices/+/up")
+    own = "carehub/testhjem/devices/fall-a1/up"
     device, outcome = _connect(port, "fall-a1", "fall-a1", creds["fall-a1"])
     assert outcome == "ok"
-    device.publish("carehub/testhjem/devices/fall-a1/up", b"{}", qos=1).wait_for_publish(5)
+    device.publish(own, b"{}", qos=1).wait_for_publish(5)
     device.publish("carehub/testhjem/devices/fall-a2/up", b"{}", qos=1).wait_for_publish(
         5
     )  # not its own
     device.publish("carehub/testhjem/events/fall/fall-a1", b"{}", qos=1).wait_for_publish(
         5
     )  # a service's
-    time.sleep(0.5)
-    assert got == ["carehub/testhjem/devices/fall-a1/up"]
+    device.publish(own, b"marker", qos=1).wait_for_publish(5)
+    wait_for(b"marker")
+    assert got == [(own, b"{}"), (own, b"marker")]
     # a client id that is not its username is not accepted as someone else
     other, outcome = _connect(port, "fall-a2", "fall-a1", creds["fall-a1"])
     if (
         outcome == "ok"
     ):  # use_username_as_clientid: it connects as fall-a1 and still may not pose as fall-a2
         other.publish("carehub/testhjem/devices/fall-a2/up", b"{}", qos=1).wait_for_publish(5)
-        time.sleep(0.3)
-        assert got == ["carehub/testhjem/devices/fall-a1/up"]
+        other.publish(own, b"marker 2", qos=1).wait_for_publish(5)
+        wait_for(b"marker 2")
+        assert got == [(own, b"{}"), (own, b"marker"), (own, b"marker 2")]
     for c in (listener, device, other):
         c.disconnect()
         c.loop_stop()
@@ -174,18 +199,18 @@ def test_only_the_api_sends_self_tests_and_the_gateway_reads_them(
     assert outcome == "ok"
     got: list[bytes] = []
     gateway.on_message = lambda _c, _u, m: got.append(bytes(m.payload))
-    gateway.subscribe(topic, qos=1)
-    time.sleep(0.3)
+    _subscribe(gateway, topic)
     api, outcome = _connect(port, "carehub-api", "carehub-api", creds["carehub-api"])
     assert outcome == "ok"
     device, outcome = _connect(port, "fall-a1", "fall-a1", creds["fall-a1"])
     assert outcome == "ok"
     device.publish(topic, b"from a device", qos=1).wait_for_publish(5)
     api.publish(topic, b"from the api", qos=1).wait_for_publish(5)
+    # The device's publish was acknowledged before the API's was sent, and Mosquitto handles
+    # messages in the order they arrive: had it let the device's through, it would be first.
     deadline = time.monotonic() + 5
     while not got and time.monotonic() < deadline:
         time.sleep(0.02)
-    time.sleep(0.3)
     assert got == [b"from the api"]
     for c in (gateway, api, device):
         c.disconnect()
@@ -211,8 +236,7 @@ def test_the_gateway_may_hold_many_messages_before_it_acknowledges(
     gateway.on_message = lambda _c, _u, m: got.append(m.mid)  # never acknowledged
     gateway.connect("127.0.0.1", port)
     gateway.loop_start()
-    gateway.subscribe("carehub/testhjem/devices/+/up", qos=1)
-    time.sleep(0.3)
+    _subscribe(gateway, "carehub/testhjem/devices/+/up")
     device, outcome = _connect(port, "fall-a1", "fall-a1", creds["fall-a1"])
     assert outcome == "ok"
     for i in range(200):

@@ -105,10 +105,13 @@ def test_duplicate_keys_and_ids_are_errors() -> None:
 
 
 def test_yaml_syntax_error_has_line() -> None:
+    """A YAML syntax error is reported with the line where the parser gave up (the end of
+    an unclosed list), not without one."""
     found = problems("site: x\nwards: [\n")
     assert found[0][1] == "(top level)"
     assert found[0][2].startswith("not valid YAML")
-    assert found[0][0] is not None
+    assert found[0][0] == 3
+    assert problems("site: x\nwards: [\n  a,\n  b: [\n")[0][0] == 5
 
 
 def test_unquoted_night_time_is_understood() -> None:

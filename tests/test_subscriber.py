@@ -1,5 +1,6 @@
 """carehub.subscriber on a real broker: when a commit happens (the interval, or at once with
-`wake_on_first`), and that only committed messages are acknowledged."""
+`wake_on_first`), and that a message whose commit failed is not acknowledged, so the broker
+delivers it again to the next process on the same persistent session."""
 
 from __future__ import annotations
 
@@ -48,7 +49,6 @@ def _committed_after(
     probe = MqttProbe(broker.host, broker.port, protocol=protocol)
     try:
         assert sub.wait_ready(10)
-        time.sleep(0.2)  # the first loop turn has begun its wait
         sent = time.monotonic()
         probe.publish(topic, b"x")
         if not done.wait(wait_s):
@@ -63,9 +63,10 @@ def _committed_after(
 def test_wake_on_first_commits_at_once_and_the_interval_waits(
     broker: LocalBroker, mqtt_protocol: Protocol
 ) -> None:
-    at_once = _committed_after(broker, mqtt_protocol, wake_on_first=True, wait_s=5)
+    """With `wake_on_first` a message is committed long before the (30 s) interval; without
+    it, not within 2 s. How soon "at once" is belongs to bench/, not here."""
+    at_once = _committed_after(broker, mqtt_protocol, wake_on_first=True, wait_s=10)
     assert at_once is not None
-    assert at_once < 1.0
     assert _committed_after(broker, mqtt_protocol, wake_on_first=False, wait_s=2) is None
 
 
@@ -170,3 +171,108 @@ def test_mosquitto_takes_an_acknowledgement_out_of_order(broker: LocalBroker) ->
         assert sorted(again) == [b"a1", b"a2"]
     finally:
         probe.close()
+
+
+@pytest.mark.parametrize("end", ["abort", "stop"])
+def test_a_message_whose_commit_fails_is_delivered_again_on_the_same_session(
+    broker: LocalBroker, mqtt_protocol: Protocol, end: str
+) -> None:
+    """The durability rule: acknowledge only after the commit. The store is away (every
+    commit raises), the process ends (`abort`: a crash, no DISCONNECT; `stop`: a clean
+    shutdown, which flushes whatever PUBACKs were queued), and a new subscriber on the same
+    client id must receive the message again. A subscriber that acknowledged before its
+    commit loses it here."""
+    topic = f"subscriber-test/{uuid.uuid4().hex[:8]}"
+    client_id = f"sub-{uuid.uuid4().hex[:8]}"
+    config = SubscriptionConfig(
+        target=MqttTarget(broker.host, broker.port),
+        client_id=client_id,
+        filters=(topic,),
+        protocol=mqtt_protocol,
+        session_expiry_s=60,
+        wake_on_first=True,
+    )
+    cond = threading.Condition()
+    attempts: list[list[bytes]] = []
+
+    def store_away(batch: list[Delivery]) -> None:
+        with cond:
+            attempts.append([d.payload for d in batch])
+            cond.notify_all()
+        raise OSError("the store is away")
+
+    first = DurableSubscriber(config, store_away, name="first")
+    first.start()
+    probe = MqttProbe(broker.host, broker.port, protocol=mqtt_protocol)
+    try:
+        assert first.wait_ready(10)
+        probe.publish(topic, b"fall")
+        with cond:
+            # Two attempts: the retry comes COMMIT_RETRY_S after the first failure, by which
+            # time anything the first attempt acknowledged has reached the broker.
+            assert cond.wait_for(lambda: len(attempts) >= 2, timeout=10), attempts
+        assert attempts[0] == [b"fall"]
+    finally:
+        probe.close()
+        if end == "abort":
+            first.abort()
+        else:
+            first.stop()
+
+    done = threading.Event()
+    again: list[Delivery] = []
+
+    def store_back(batch: list[Delivery]) -> None:
+        again.extend(batch)
+        done.set()
+
+    second = DurableSubscriber(config, store_back, name="second")
+    second.start()
+    try:
+        assert done.wait(10), "the broker did not deliver the uncommitted message again"
+        assert [d.payload for d in again] == [b"fall"]
+    finally:
+        second.stop()
+
+
+def test_a_committed_message_is_acknowledged_and_not_delivered_again(
+    broker: LocalBroker, mqtt_protocol: Protocol
+) -> None:
+    """The other half of the rule: what was committed is acknowledged, so the next process on
+    the same session does not get it again. The session's queue reaches the new subscriber
+    before a marker published after it connected, so the marker's commit closes the check."""
+    topic = f"subscriber-test/{uuid.uuid4().hex[:8]}"
+    config = SubscriptionConfig(
+        target=MqttTarget(broker.host, broker.port),
+        client_id=f"sub-{uuid.uuid4().hex[:8]}",
+        filters=(topic,),
+        protocol=mqtt_protocol,
+        session_expiry_s=60,
+        wake_on_first=True,
+    )
+    seen: list[bytes] = []
+
+    def commit(batch: list[Delivery]) -> None:
+        seen.extend(d.payload for d in batch)
+
+    probe = MqttProbe(broker.host, broker.port, protocol=mqtt_protocol)
+    try:
+        for payload, last in ((b"fall", False), (b"marker", True)):
+            sub = DurableSubscriber(config, commit, name="sub")
+            sub.start()
+            try:
+                assert sub.wait_ready(10)
+                probe.publish(topic, payload)
+                deadline = time.monotonic() + 10
+                # `commits` counts batches committed *and* acknowledged
+                while payload not in seen or (not last and sub.commits < 1):
+                    assert time.monotonic() < deadline, seen
+                    time.sleep(0.01)  # polling a condition, not waiting for a guess
+            finally:
+                if last:
+                    sub.stop()
+                else:
+                    sub.abort()
+    finally:
+        probe.close()
+    assert seen == [b"fall", b"marker"]

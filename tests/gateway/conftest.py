@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.mark import MarkMatcher
+from _pytest.mark.expression import Expression
 
 from carehub.site import SiteIndex
 from gateway.pipeline import Ingestor
@@ -49,12 +51,28 @@ def ingestor(test_index: SiteIndex, store: SqliteEventStore) -> Ingestor:
     return Ingestor(test_index, store)
 
 
+def asks_for_long(markexpr: str, marks: Iterable[pytest.Mark]) -> bool:
+    """Whether `-m markexpr` selects a test with `marks` *because* it is `long`: the
+    expression, evaluated as pytest does, matches its marks and no longer matches them
+    without `long`. So `-m long` and `-m "long and not broker"` ask for it; no `-m`,
+    `-m "not long"` or `-m "not broker"` do not."""
+    if not markexpr:
+        return False
+    expr = Expression.compile(markexpr)
+    marks = list(marks)
+    shorter = [m for m in marks if m.name != "long"]
+    return expr.evaluate(MarkMatcher.from_markers(marks)) and not expr.evaluate(
+        MarkMatcher.from_markers(shorter)
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`long` runs only when asked for with `-m long` (pyproject: excluded by default)."""
-    if "long" in (config.option.markexpr or ""):
-        return
+    """`long` runs only when asked for with `-m` (see `asks_for_long`); excluded by default."""
     skip = pytest.mark.skip(reason="long property run; select it with -m long")
     here = Path(__file__).parent
+    markexpr = config.option.markexpr or ""
     for item in items:
-        if "long" in item.keywords and here in item.path.parents:
+        if "long" not in item.keywords or here not in item.path.parents:
+            continue
+        if not asks_for_long(markexpr, item.iter_markers()):
             item.add_marker(skip)

@@ -11,7 +11,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
@@ -19,6 +19,7 @@ import pytest
 
 from app.broker import LocalBroker
 from app.hub import Hub, HubOptions
+from carehub.clock import ScaledClock
 from carehub.mqtt import Protocol
 from carehub.settings import Settings
 from carehub.site import Site
@@ -30,6 +31,11 @@ from tests.support.mqttprobe import MqttProbe, unique_client_prefix
 from tests.support.server import ServerThread
 from tests.web.conftest import PASSWORD, USERS
 from tests.web.test_auth import _browser_login
+
+NIGHT = date(2026, 1, 14)
+"""The night the scan replays: a fixed date (no daylight-saving change), not "yesterday"."""
+MORNING = datetime(2026, 1, 15, 8, 0, tzinfo=TZ)
+"""Where the hub's clock starts; it runs at real speed from there, so timers still fire."""
 
 pytestmark = pytest.mark.broker
 
@@ -74,6 +80,7 @@ def scanned_hub(
         settings,
         named_site,
         ("gateway", "rules"),
+        clock=ScaledClock(MORNING, 1.0),
         options=HubOptions(protocol=mqtt_protocol, client_id_prefix=unique_client_prefix()),
     )
     hub.start()
@@ -112,7 +119,7 @@ def test_no_resident_name_on_mqtt_in_the_store_or_in_the_logs(
     device = MqttProbe(broker.host, broker.port, protocol=mqtt_protocol)
     try:
         # last night, from every device, in every format (the webhook vendor over HTTP)
-        night = datetime.now(TZ).date() - timedelta(days=1)
+        night = NIGHT
         uplinks = night_uplinks(night, Counters())
         hook = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
         with httpx.Client(base_url=base, timeout=10) as http:

@@ -21,7 +21,14 @@ from carehub.site import (
 from services.alarms.model import Alarm
 from services.alarms.store import AlarmStore
 from services.rules.engine import RulesEngine
-from tests.services.conftest import DAY, NIGHT, QUIET, make_event_factory, with_changes
+from tests.services.conftest import (
+    DAY,
+    NIGHT,
+    QUIET,
+    MakeEvent,
+    make_event_factory,
+    with_changes,
+)
 
 
 @dataclass(frozen=True)
@@ -257,3 +264,21 @@ def test_unheard_devices_are_supervised_from_start(
     silent = {a.device_id for a in store.list_alarms(active_only=True)}
     # every device bound now; med-r00x (moved) is one device
     assert silent == set(test_index.bindings)
+
+
+def test_a_redelivered_dose_due_after_taken_raises_no_missed_dose(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
+) -> None:
+    """Replay: the broker delivers `dose_due` again (same event id) after `taken` was handled,
+    as after a crash before the acknowledgement. It is ignored whole: it must not start the
+    window again, so no `dose_missed` fires 30 minutes later."""
+    due = make_event("med-r001", "dose_due", NIGHT, dose_id="d1")
+    taken = make_event("med-r001", "taken", NIGHT + timedelta(minutes=12), dose_id="d1")
+    engine.handle(due)
+    clock.set(NIGHT + timedelta(minutes=12))
+    engine.handle(taken)
+    clock.set(NIGHT + timedelta(minutes=13))
+    assert engine.handle(due) == []  # the redelivery changes nothing
+    clock.set(NIGHT + timedelta(minutes=90))
+    engine.tick()
+    assert summary(store, silence=False) == []  # the dispenser's silence is not this test's

@@ -80,6 +80,19 @@ class MqttProbe:
             raise TimeoutError(f"no SUBACK for {topic}")
         self.client.on_subscribe = previous
 
+    def retained(self, topic_filter: str, timeout: float = 5.0) -> list[Received]:
+        """Subscribe and return the retained messages the broker sends for `topic_filter`,
+        once they are all here: the broker queues them to us on subscribing, so a marker we
+        publish to ourselves afterwards arrives after the last of them."""
+        marker = f"probe-marker/{uuid.uuid4().hex}"
+        self.subscribe(topic_filter)
+        self.subscribe(marker)
+        self.publish(marker, b"marker")
+        self.wait_for(marker, timeout=timeout)
+        return [
+            m for m in self.messages if m.retain and paho.topic_matches_sub(topic_filter, m.topic)
+        ]
+
     def publish(
         self, topic: str, payload: bytes | str | dict[str, Any], qos: int = 1, retain: bool = False
     ) -> None:
