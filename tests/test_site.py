@@ -59,7 +59,13 @@ def test_minimal_site_gets_spec_defaults() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "line", "where", "says"),
     [
-        ("kind: fall", "kind: fal", 8, "devices[0].kind", "'fall', 'diaper' or 'medication'"),
+        (
+            "kind: fall",
+            "kind: fal",
+            8,
+            "devices[0].kind",
+            "'fall', 'diaper', 'medication' or 'bed'",
+        ),
         ("site: mini", "site: Mini Home", 1, "site", "should match pattern"),
         ("room: a-1}\ndevices", "room: a-9}\ndevices", 6, "residents[0].room", "in no ward"),
         ("room: a-1}\n", "room: a-1, rom: x}\n", 6, "residents[0].rom", "unknown key"),

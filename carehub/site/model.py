@@ -32,6 +32,7 @@ class DeviceKind(StrEnum):
     FALL = "fall"
     DIAPER = "diaper"
     MEDICATION = "medication"
+    BED = "bed"
 
 
 class Priority(StrEnum):
