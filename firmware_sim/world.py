@@ -524,8 +524,18 @@ class CareHome:
         if state.in_bed == in_bed:
             return
         state.in_bed = in_bed
+        rule = self._rules[rid].bed_exit
+        rng = random.Random(f"{self.seed}:bedstaff:{rid}:{t:.0f}")
         for device_id in self.devices_of(rid, "bed", t):
             yield from self._send(t, device_id, "in_bed" if in_bed else "out_of_bed")
+            if in_bed:  # helped back to bed, if the alarm was still open (else no-op)
+                self._staff(
+                    t + rng.uniform(0.5, 2) * 60, device_id, "resolve", "bed_exit", "assisted"
+                )
+            elif self.index.is_night(datetime.fromtimestamp(t, UTC)) or not rule.night_only:
+                # if it alarms, someone takes it 0.5-3 min after it does
+                ack = t + (rule.minutes + rng.uniform(0.5, 3)) * 60
+                self._staff(ack, device_id, "ack", "bed_exit")
 
     def _on_room(self, _t: float, rid: str, in_room: bool) -> Iterator[Emission]:
         """In or out of their room (the radar sees it)."""

@@ -131,6 +131,17 @@ class BatteryLowRule(Strict):
     night_only: bool = False
 
 
+class BedExitRule(Strict):
+    """Out of bed at night for too long: someone at risk of falling may be wandering or down."""
+
+    enabled: bool = True
+    minutes: float = Field(
+        10, ge=0, description="Minutes out of bed before it alarms; 0 = at once (fall risk)."
+    )
+    priority: Priority = Priority.MEDIUM
+    night_only: bool = Field(True, description="Only getting up inside the night window.")
+
+
 class Rules(Strict):
     """All alarm rules with their settings; any subset may be overridden."""
 
@@ -140,6 +151,7 @@ class Rules(Strict):
     device_fault: DeviceFaultRule = DeviceFaultRule()
     sensor_silent: SensorSilentRule = SensorSilentRule()
     battery_low: BatteryLowRule = BatteryLowRule()
+    bed_exit: BedExitRule = BedExitRule()
 
 
 RULE_NAMES: tuple[str, ...] = tuple(Rules.model_fields)

@@ -86,6 +86,8 @@ MESSAGES: dict[str, dict[Locale, str]] = {
     "kind_fall": {"da": "Faldsensor", "en": "Fall sensor"},
     "kind_diaper": {"da": "Blesensor", "en": "Diaper sensor"},
     "kind_medication": {"da": "Medicindispenser", "en": "Medication dispenser"},
+    "kind_bed": {"da": "Sengesensor", "en": "Bed sensor"},
+    "rule_bed_exit": {"da": "Ude af sengen", "en": "Out of bed"},
     "language": {"da": "English", "en": "Dansk"},
     "sound_on": {"da": "Slå lyd til", "en": "Turn sound on"},
     "rule_self_test": {"da": "Selvtest", "en": "Self-test"},
