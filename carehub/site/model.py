@@ -197,6 +197,16 @@ class Escalation(Strict):
         return None if minutes is None else timedelta(minutes=minutes)
 
 
+class RoundSettings(Strict):
+    """Thresholds of the digital round's verdicts (docs/round.md)."""
+
+    diaper_look: float = Field(50, ge=0, le=100, description="Diaper % that asks for a look.")
+    bed_look_fraction: float = Field(
+        0.5, ge=0, le=1, description="Share of bed_exit's minutes out of bed that asks for a look."
+    )
+    dose_look: bool = Field(True, description="A dose offered and not yet taken asks for a look.")
+
+
 # --- the site itself ----------------------------------------------------------------------
 
 
@@ -277,6 +287,7 @@ class Site(Strict):
     benefit: Benefit | None = None
     rules: Rules = Rules()
     escalation: Escalation = Escalation()
+    round: RoundSettings = RoundSettings()
     wards: list[Ward] = Field(min_length=1)
     residents: list[Resident] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)
