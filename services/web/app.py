@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from carehub import __version__
 from carehub.errors import ConflictError, NotFoundError
 from services.web.context import HubContext
-from services.web.routes import admin, alarms, auth, devices, reports, system
+from services.web.routes import admin, alarms, auth, devices, reports, round, system
 from services.web.security import LoginThrottle, SecurityHeaders, Signer
 
 HERE = Path(__file__).resolve().parent
@@ -34,7 +34,7 @@ def create_app(ctx: HubContext) -> FastAPI:
     app.include_router(auth.router)
     for router in ctx.extra_routers:
         app.include_router(router)
-    for module in (alarms, devices, reports, admin):
+    for module in (alarms, devices, round, reports, admin):
         app.include_router(module.router)
     app.add_exception_handler(NotFoundError, _domain_error)
     app.add_exception_handler(ConflictError, _domain_error)

@@ -17,7 +17,7 @@ from carehub.clock import Clock, SystemClock
 from carehub.settings import Settings
 from carehub.site import SiteIndex
 from services.reports.service import ReportSource
-from services.web.ports import AlarmsPort, PrivacyPort
+from services.web.ports import AlarmsPort, PrivacyPort, RoundPort
 from services.web.users import UserStore
 
 
@@ -44,5 +44,7 @@ class HubContext:
     """Flat counters for /metrics, name{labels} -> value."""
     privacy: PrivacyPort | None = None
     """The privacy service: monitoring switches, exports, self-test."""
+    round: RoundPort | None = None
+    """The digital round: verdicts per resident and digital checks (docs/round.md)."""
     extra_routers: list[APIRouter] = field(default_factory=list)
     """More APIRouters to mount, e.g. the gateway's vendor webhook."""
