@@ -477,7 +477,7 @@ class Hub:
         from gateway.store import open_store
         from services.privacy.aggregates import AggregateStore, site_digest
         from services.privacy.monitoring import MonitoringStore
-        from services.privacy.selftest import SelfTest, events_filter
+        from services.privacy.selftest import SelfTest
         from services.privacy.service import PrivacyService
         from services.reports.service import StoreReportSource
         from services.web.context import HubContext
@@ -499,7 +499,8 @@ class Hub:
                 ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
             ),
             subscriptions=(
-                events_filter(prefix, site),
+                # every canonical event: the round's state, and the self-test's event
+                SiteTopics(prefix, site).events_filter(),
                 SiteTopics(prefix, site).provisional_filter(),
             ),
         )
@@ -520,6 +521,15 @@ class Hub:
         )
         self._stack.callback(privacy.close)
         self._beat("api", lambda: {"state": watch.state()})
+        from services.round.checks import CheckStore
+        from services.round.service import RoundService
+
+        checks = CheckStore(self.settings.db, site)
+        self._stack.callback(checks.close)
+        rounds = RoundService(self.index, events, alarms, checks, self.clock)
+        self._stack.callback(watch.add_listener(rounds.on_message))
+        rounds.start()
+        self._stack.callback(rounds.stop)
 
         def devices() -> list[dict[str, Any]]:
             return [_device_state_json(s) for s in events.device_states()]
@@ -551,6 +561,7 @@ class Hub:
                 site, events, alarms.raised_between, aggregates.stored_nights
             ),
             privacy=privacy,
+            round=rounds,
             devices=devices,
             health=health,
             metrics=self._metrics,

@@ -14,6 +14,7 @@ RULE_KIND: dict[str, str] = {
     "device_fault": "technical",
     "sensor_silent": "technical",
     "battery_low": "technical",
+    "bed_exit": "fall",  # fall prevention: priced as the fall response it stands in for
 }
 """Alarm rule → alarm kind, which picks the response-minute default `d_k` (docs/freed-hours.md)."""
 

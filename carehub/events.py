@@ -31,6 +31,7 @@ class EventKind(StrEnum):
     FALL = "fall"
     DIAPER = "diaper"
     MEDICATION = "medication"
+    BED = "bed"
     SYSTEM = "system"
 
 
@@ -49,6 +50,8 @@ class EventType(StrEnum):
     MISSED = "missed"  # data: dose_id
     FAULT = "fault"  # data: code
     SELF_TEST = "self_test"  # kind system; data: selftest_id, requested_by
+    IN_BED = "in_bed"  # kind bed
+    OUT_OF_BED = "out_of_bed"  # kind bed
 
 
 KIND_TYPES: dict[DeviceKind, frozenset[EventType]] = {
@@ -72,6 +75,7 @@ KIND_TYPES: dict[DeviceKind, frozenset[EventType]] = {
             EventType.FAULT,
         }
     ),
+    DeviceKind.BED: frozenset({EventType.HEARTBEAT, EventType.IN_BED, EventType.OUT_OF_BED}),
 }
 """Which canonical types each device kind may produce."""
 

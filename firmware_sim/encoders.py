@@ -156,6 +156,21 @@ def water_leak(dev: DeviceState, t: float, etype: str, fields: dict[str, Any]) -
     return [Wire(dev.vendor_topic or dev.topic_up, _json(body))]
 
 
+def bed_mat(dev: DeviceState, t: float, etype: str, fields: dict[str, Any]) -> list[Wire]:
+    """zigbee-bed-mat via Zigbee2MQTT: the whole state, on change and every minute."""
+    del t, fields
+    if etype in ("in_bed", "out_of_bed"):
+        dev.extra["occupancy"] = etype == "in_bed"
+    elif etype != "heartbeat":
+        return []
+    body = {
+        "occupancy": bool(dev.extra.get("occupancy", False)),
+        "battery": int(dev.battery),
+        "linkquality": max(0, min(255, int(255 + dev.rssi * 2))),
+    }
+    return [Wire(dev.vendor_topic or dev.topic_up, _json(body))]
+
+
 def radar(dev: DeviceState, t: float, etype: str, fields: dict[str, Any]) -> list[Wire]:
     """mmwave-radar: presence, movement and a fall flag; mains powered, no counter, no clock."""
     del t, fields
@@ -213,6 +228,7 @@ ENCODERS: dict[str, Encoder] = {
     "carehub-v1": native,
     "wetsense-s2": wetsense,
     "zigbee-water-leak": water_leak,
+    "zigbee-bed-mat": bed_mat,
     "mmwave-radar": radar,
     "medcloud-webhook": medcloud,
 }

@@ -39,7 +39,7 @@ MALFORMED_PAYLOADS = (
     b"[]",
     # wrong types for every model's fields at once
     b'{"v": "one", "seq": -1, "ts": 5, "type": 7, "water_leak": "yes", "presence": "x",'
-    b' "fall_state": "x", "state": 3, "cnt": "x", "event": 9, "device": 1}',
+    b' "occupancy": "x", "fall_state": "x", "state": 3, "cnt": "x", "event": 9, "device": 1}',
     b'{"blob": "' + b"x" * 5000 + b'"}',  # over the 4 KiB limit
 )
 

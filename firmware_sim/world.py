@@ -136,6 +136,7 @@ class _Resident:
 
     awake: bool = True
     in_room: bool = True
+    in_bed: bool = False
 
 
 @dataclass(order=True, slots=True)
@@ -433,6 +434,7 @@ class CareHome:
             state = self.residents[rid]
             state.awake = not bed <= since < rise
             state.in_room = state.in_room or not state.awake
+            state.in_bed = not state.awake
         while v < bed - 1800:
             at(v, "room", rid, rng.random() < 0.45)
             v += rng.uniform(1800, 7200)
@@ -449,6 +451,8 @@ class CareHome:
             at(w + length, "sleep", rid)
         at(rise, "wake", rid)
         at(rise + rng.uniform(1800, 5400), "room", rid, False)
+        for when, in_bed in self._bed_plan(rid, day, bed, rise, wakings):
+            at(when, "bed", rid, in_bed)
         # falls: at night while up (or getting up), by day a third as often
         if rng.random() < profile.falls_per_night:
             if wakings:
@@ -483,6 +487,55 @@ class CareHome:
         )
         due = self.local(day, NIGHT_DOSE)
         at(due + rng.uniform(0, 90), "dose", rid, f"night-{day.isoformat()}", outcome, rng.random())
+
+    def _bed_plan(
+        self, rid: str, day: date, bed: float, rise: float, wakings: list[tuple[float, float]]
+    ) -> list[tuple[float, bool]]:
+        """When the resident lies down on and gets up from the bed mat this night.
+
+        Into bed at bedtime, out at rising; most wakings are a trip to the bathroom (a few
+        minutes out of bed); about one night in eight is restless, with several short exits
+        and one long one. Drawn from a stream of its own, so the rest of the plan is the same
+        with or without bed sensors.
+        """
+        rng = random.Random(f"{self.seed}:bed:{rid}:{day.isoformat()}")
+        trips: list[tuple[float, float]] = []
+        for w, length in wakings:
+            if rng.random() < 0.8:
+                out = w + rng.uniform(0.5, 3) * 60
+                trips.append((out, min(length, rng.uniform(3, 9) * 60)))
+        if rng.random() < 0.12:  # a restless night
+            for _ in range(rng.randint(2, 5)):
+                trips.append((rng.uniform(bed + 1800, rise - 1800), rng.uniform(2, 6) * 60))
+            trips.append((rng.uniform(bed + 3600, rise - 3600), rng.uniform(10, 25) * 60))
+        plan: list[tuple[float, bool]] = [(bed + rng.uniform(30, 300), True)]
+        free_from = plan[0][0]
+        for out, length in sorted(trips):
+            if out <= free_from or out + length >= rise:
+                continue  # overlaps the trip before, or runs into the morning
+            plan += [(out, False), (out + length, True)]
+            free_from = out + length + 60
+        plan.append((rise, False))
+        return plan
+
+    def _on_bed(self, t: float, rid: str, in_bed: bool) -> Iterator[Emission]:
+        """Onto or off the bed mat; every bed sensor of the resident says so once."""
+        state = self.residents[rid]
+        if state.in_bed == in_bed:
+            return
+        state.in_bed = in_bed
+        rule = self._rules[rid].bed_exit
+        rng = random.Random(f"{self.seed}:bedstaff:{rid}:{t:.0f}")
+        for device_id in self.devices_of(rid, "bed", t):
+            yield from self._send(t, device_id, "in_bed" if in_bed else "out_of_bed")
+            if in_bed:  # helped back to bed, if the alarm was still open (else no-op)
+                self._staff(
+                    t + rng.uniform(0.5, 2) * 60, device_id, "resolve", "bed_exit", "assisted"
+                )
+            elif self.index.is_night(datetime.fromtimestamp(t, UTC)) or not rule.night_only:
+                # if it alarms, someone takes it 0.5-3 min after it does
+                ack = t + (rule.minutes + rng.uniform(0.5, 3)) * 60
+                self._staff(ack, device_id, "ack", "bed_exit")
 
     def _on_room(self, _t: float, rid: str, in_room: bool) -> Iterator[Emission]:
         """In or out of their room (the radar sees it)."""

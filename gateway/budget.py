@@ -35,6 +35,7 @@ KIND_EVENTS_PER_S: dict[DeviceKind, float] = {
     DeviceKind.FALL: 1 / 30,  # a fall repeated every 30 s until help comes (docs/devices.md)
     DeviceKind.DIAPER: 1 / 60,  # a state report every 60 s besides the heartbeat
     DeviceKind.MEDICATION: 1 / 60,  # dose_due, dispensed, taken: a few per round
+    DeviceKind.BED: 1 / 60,  # in and out of bed: a few per night
 }
 """Messages per second a device of each kind sends besides its heartbeats, at most."""
 ROUTINE: frozenset[EventType] = frozenset({EventType.HEARTBEAT})

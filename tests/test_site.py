@@ -36,13 +36,19 @@ def test_shipped_sites_load_with_the_promised_mix() -> None:
     assert len(demo.residents) == 24
     assert len(demo.wards) == 2
     index = SiteIndex(demo)
-    per_kind: dict[str, set[str]] = {"fall": set(), "diaper": set(), "medication": set()}
+    per_kind: dict[str, set[str]] = {
+        "fall": set(),
+        "diaper": set(),
+        "medication": set(),
+        "bed": set(),
+    }
     for bindings in index.bindings.values():
         for b in bindings:
             per_kind[b.kind.value].update(index.residents_of(b))
     assert per_kind["fall"] == {r.id for r in demo.residents}
     assert 14 <= len(per_kind["diaper"]) <= 18  # about two thirds
     assert 10 <= len(per_kind["medication"]) <= 14  # about half
+    assert 4 <= len(per_kind["bed"]) <= 8  # bed-exit mats for some at risk of falling
     load_site(ROOT / "sites" / "test.yaml")
 
 
@@ -59,7 +65,13 @@ def test_minimal_site_gets_spec_defaults() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "line", "where", "says"),
     [
-        ("kind: fall", "kind: fal", 8, "devices[0].kind", "'fall', 'diaper' or 'medication'"),
+        (
+            "kind: fall",
+            "kind: fal",
+            8,
+            "devices[0].kind",
+            "'fall', 'diaper', 'medication' or 'bed'",
+        ),
         ("site: mini", "site: Mini Home", 1, "site", "should match pattern"),
         ("room: a-1}\ndevices", "room: a-9}\ndevices", 6, "residents[0].room", "in no ward"),
         ("room: a-1}\n", "room: a-1, rom: x}\n", 6, "residents[0].rom", "unknown key"),

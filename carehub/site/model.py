@@ -32,6 +32,7 @@ class DeviceKind(StrEnum):
     FALL = "fall"
     DIAPER = "diaper"
     MEDICATION = "medication"
+    BED = "bed"
 
 
 class Priority(StrEnum):
@@ -130,6 +131,17 @@ class BatteryLowRule(Strict):
     night_only: bool = False
 
 
+class BedExitRule(Strict):
+    """Out of bed at night for too long: someone at risk of falling may be wandering or down."""
+
+    enabled: bool = True
+    minutes: float = Field(
+        10, ge=0, description="Minutes out of bed before it alarms; 0 = at once (fall risk)."
+    )
+    priority: Priority = Priority.MEDIUM
+    night_only: bool = Field(True, description="Only getting up inside the night window.")
+
+
 class Rules(Strict):
     """All alarm rules with their settings; any subset may be overridden."""
 
@@ -139,6 +151,7 @@ class Rules(Strict):
     device_fault: DeviceFaultRule = DeviceFaultRule()
     sensor_silent: SensorSilentRule = SensorSilentRule()
     battery_low: BatteryLowRule = BatteryLowRule()
+    bed_exit: BedExitRule = BedExitRule()
 
 
 RULE_NAMES: tuple[str, ...] = tuple(Rules.model_fields)
@@ -262,6 +275,16 @@ class Phone(Strict):
         return self
 
 
+class RoundSettings(Strict):
+    """Thresholds of the digital round's verdicts (docs/round.md)."""
+
+    diaper_look: float = Field(50, ge=0, le=100, description="Diaper % that asks for a look.")
+    bed_look_fraction: float = Field(
+        0.5, ge=0, le=1, description="Share of bed_exit's minutes out of bed that asks for a look."
+    )
+    dose_look: bool = Field(True, description="A dose offered and not yet taken asks for a look.")
+
+
 # --- the site itself ----------------------------------------------------------------------
 
 
@@ -343,6 +366,7 @@ class Site(Strict):
     rules: Rules = Rules()
     escalation: Escalation = Escalation()
     notify: Notify = Notify()
+    round: RoundSettings = RoundSettings()
     wards: list[Ward] = Field(min_length=1)
     residents: list[Resident] = Field(default_factory=list)
     devices: list[Device] = Field(default_factory=list)

@@ -35,7 +35,7 @@ class Fall(_Uplink):
 
 
 class Bare(_Uplink):
-    type: Literal["fall_cleared", "detached", "attached"]
+    type: Literal["fall_cleared", "detached", "attached", "in_bed", "out_of_bed"]
 
 
 class Saturation(_Uplink):

@@ -135,6 +135,7 @@ class RulesEngine:
         self._timer_handlers: dict[str, Callable[[Timer, datetime], None]] = {
             "dose": self._fire_dose,
             "silent": self._fire_silence,
+            "bed_exit": self._fire_bed_exit,
             ESCALATE: self._fire_escalation,
             REMIND: self._fire_reminder,
         }
@@ -200,7 +201,12 @@ class RulesEngine:
             binding = self.index.binding_at(event.device_id, event.ts) or self.index.device(
                 event.device_id
             )
-            ctx = EventContext(at, binding.heartbeat_seconds if binding else 60.0, received)
+            ctx = EventContext(
+                at,
+                binding.heartbeat_seconds if binding else 60.0,
+                received,
+                self.index.is_night(at),
+            )
             rules = self.index.rules_for(event.resident_id)
             stale: dict[str, bool] = {}
 
@@ -400,6 +406,30 @@ class RulesEngine:
                 event_id=data.get("event_id"),
                 stale=False,
                 same_within=DOSE_SAME_WITHIN,
+            )
+        )
+
+    def _fire_bed_exit(self, timer: Timer, _now: datetime) -> None:
+        """Still out of bed `minutes` after getting up at night (the rule checked the night
+        when the resident got up, so a walk that runs past the window's end still alarms)."""
+        data: dict[str, Any] = timer.data
+        cfg = self.index.rules_for(data.get("resident_id")).bed_exit
+        if not cfg.enabled:
+            return
+        self._trigger(
+            _Occurrence(
+                rule="bed_exit",
+                subject_by=RULE_SPECS["bed_exit"].subject,
+                priority=cfg.priority,
+                night_only=False,
+                resident_id=data.get("resident_id"),
+                room=data.get("room"),
+                device_id=str(data["device_id"]),
+                at=timer.due,
+                key=f"{timer.timer_id}:{to_us(timer.due)}",
+                ref=None,
+                event_id=data.get("event_id"),
+                stale=False,
             )
         )
 

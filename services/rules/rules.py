@@ -17,6 +17,7 @@ from typing import Any, Literal
 from carehub.events import CanonicalEvent, EventType
 from carehub.site import (
     BatteryLowRule,
+    BedExitRule,
     DeviceFaultRule,
     DeviceKind,
     DiaperChangeRule,
@@ -98,6 +99,8 @@ class EventContext:
     heartbeat_seconds: float
     received_at: datetime
     """The hub's clock when the event arrived: timers start from it (docs/alarms.md)."""
+    is_night: bool = False
+    """Whether the event's time falls inside the site's night window."""
 
 
 Evaluator = Callable[[CanonicalEvent, Any, EventContext], list[Action]]
@@ -122,6 +125,31 @@ def dose_timer_id(device_id: str, dose_id: str) -> str:
 def silence_timer_id(device_id: str) -> str:
     """One silence timer per device, moved on every message."""
     return f"silent:{device_id}"
+
+
+def bed_exit_timer_id(device_id: str) -> str:
+    """One bed-exit timer per bed sensor, started when the resident gets up."""
+    return f"bed:{device_id}"
+
+
+def _bed_exit(event: CanonicalEvent, cfg: BedExitRule, ctx: EventContext) -> list[Action]:
+    """Out of bed (at night) starts the timer, or alarms at once with `minutes: 0`; back in
+    bed stops it and resolves the alarm (docs/alarms.md)."""
+    timer = bed_exit_timer_id(event.device_id)
+    if event.type is EventType.IN_BED:
+        return [Cancel(timer), Clear(channel="bed")]
+    if cfg.night_only and not ctx.is_night:
+        return [Cancel(timer), Observe("bed")]
+    if cfg.minutes == 0:
+        return [Trigger(cfg.priority, channel="bed")]
+    data = {
+        "device_id": event.device_id,
+        "resident_id": event.resident_id,
+        "room": event.room,
+        "event_id": event.event_id,
+    }
+    due = ctx.received_at + timedelta(minutes=cfg.minutes)
+    return [Schedule(timer, "bed_exit", due, data, channel="bed")]
 
 
 def _fall(event: CanonicalEvent, cfg: FallRule, _ctx: EventContext) -> list[Action]:
@@ -202,6 +230,9 @@ RULES: tuple[RuleSpec, ...] = (
     RuleSpec("device_fault", "device", frozenset({EventType.FAULT}), _fault),
     RuleSpec("battery_low", "device", frozenset({EventType.HEARTBEAT}), _battery),
     RuleSpec("sensor_silent", "device", None, _silence),
+    RuleSpec(
+        "bed_exit", "resident", frozenset({EventType.IN_BED, EventType.OUT_OF_BED}), _bed_exit
+    ),
 )
 """Every rule, in the order they see an event."""
 

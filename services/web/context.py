@@ -17,7 +17,7 @@ from carehub.clock import Clock, SystemClock
 from carehub.settings import Settings
 from carehub.site import SiteIndex
 from services.reports.service import ReportSource
-from services.web.ports import AlarmsPort, NotifyPort, PrivacyPort
+from services.web.ports import AlarmsPort, NotifyPort, PrivacyPort, RoundPort
 from services.web.users import UserStore
 
 
@@ -46,5 +46,7 @@ class HubContext:
     """The privacy service: monitoring switches, exports, self-test."""
     notify: NotifyPort | None = None
     """Acknowledge links, delivery records, the phones page (docs/notifications.md)."""
+    round: RoundPort | None = None
+    """The digital round: verdicts per resident and digital checks (docs/round.md)."""
     extra_routers: list[APIRouter] = field(default_factory=list)
     """More APIRouters to mount, e.g. the gateway's vendor webhook."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from services.alarms.model import Outcome
 
@@ -43,6 +43,24 @@ class AlarmsPort(Protocol):
 
     def record_access(self, actor: str, action: str, detail: dict[str, Any]) -> None:
         """Put a read of health data (a report) in the audit log."""
+        ...
+
+
+class RoundPort(Protocol):
+    """What the web app needs of the digital round (docs/round.md)."""
+
+    def round(self, ward: str | None = None, locale: Literal["da", "en"] = "en") -> dict[str, Any]:
+        """Every resident's verdict, reasons, state, sensors and last check."""
+        ...
+
+    def check(
+        self,
+        resident_id: str,
+        actor: str,
+        result: Literal["ok", "visit_needed"],
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        """Record a digital check (audited); NotFoundError for an unknown resident."""
         ...
 
 

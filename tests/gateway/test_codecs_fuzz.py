@@ -22,6 +22,7 @@ DEVICE_FOR_MODEL = {
     "carehub-v1": ("fall-a1", DeviceKind.FALL, "carehub/testhjem/devices/fall-a1/up"),
     "wetsense-s2": ("diaper-r002", DeviceKind.DIAPER, "carehub/testhjem/devices/diaper-r002/up"),
     "zigbee-water-leak": ("diaper-r003", DeviceKind.DIAPER, "zigbee2mqtt/bed-b1-window"),
+    "zigbee-bed-mat": ("bed-r003", DeviceKind.BED, "zigbee2mqtt/bedmat-b1"),
     "mmwave-radar": ("fall-a2", DeviceKind.FALL, "carehub/testhjem/devices/fall-a2/up"),
     "medcloud-webhook": ("med-r004", DeviceKind.MEDICATION, "carehub/testhjem/webhooks/medcloud"),
 }
@@ -60,6 +61,7 @@ keys = st.sampled_from(
         "in_state_s",
         "bat_mv",
         "water_leak",
+        "occupancy",
         "presence",
         "movement",
         "fall_state",

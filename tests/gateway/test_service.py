@@ -300,6 +300,8 @@ def test_shared_subscription_filters_and_vendor_topics(
         f"$share/gw/carehub/{SITE}/devices/+/status",
         "$share/gw/zigbee2mqtt/bed-b1-window",
         "$share/gw/zigbee2mqtt/bed-b1-window/availability",
+        "$share/gw/zigbee2mqtt/bedmat-b1",
+        "$share/gw/zigbee2mqtt/bedmat-b1/availability",
         f"$share/gw/carehub/{SITE}/hub/api/selftest",  # the admin's self-test (docs/security.md)
     ]
     with pytest.raises(ValueError, match="MQTT 5"):

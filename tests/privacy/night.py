@@ -2,8 +2,9 @@
 
 Native `carehub-v1` (falls, diapers, dispensers), the `mmwave-radar` ceiling radar, the
 `wetsense-s2` state-reporting diaper sensor, a Zigbee2MQTT water-leak sensor on its vendor
-topic, and the `medcloud-webhook` dispenser's cloud (delivered by HTTP). Enough happens for
-every rule to fire: a fall, saturated diapers, a missed dose, a low battery.
+topic, a native bed sensor and a Zigbee2MQTT bed mat, and the `medcloud-webhook` dispenser's
+cloud (delivered by HTTP). Enough happens for every rule to fire: a fall, saturated diapers, a
+missed dose, a low battery, a resident out of bed.
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ def night_uplinks(night: date, counters: Counters, step_s: int = 120) -> list[Up
         body = {"water_leak": wet, "battery": 88, "battery_low": False, "linkquality": 70}
         out.append(Uplink("zigbee2mqtt/bed-b1-window", json.dumps(body).encode(), at))
 
+    def bed_mat(at: datetime, occupied: bool) -> None:
+        body = {"occupancy": occupied, "battery": 85, "linkquality": 90}
+        out.append(Uplink("zigbee2mqtt/bedmat-b1", json.dumps(body).encode(), at))
+
     def medcloud(at: datetime, event: str, **fields: object) -> None:
         body = {
             "event_id": f"mc-{night.isoformat()}-{counters.next('med-r004')}",
@@ -96,6 +101,12 @@ def night_uplinks(night: date, counters: Counters, step_s: int = 120) -> list[Up
     change_at = local(night, 2, 30)
     wet_at, dry_at = local(night, 4, 0), local(night, 4, 30)
     battery_low_at = local(night, 5, 0)
+    in_bed, up_at, back_at, rise = (
+        local(night, 22, 5),
+        local(night, 3, 0),
+        local(night, 3, 20),
+        local(night, 6, 50),
+    )
     at = start
     while at <= end:
         native("fall-a1", at, "heartbeat", battery=80, rssi=-61)
@@ -110,9 +121,15 @@ def night_uplinks(night: date, counters: Counters, step_s: int = 120) -> list[Up
         wetsense(at, state)
         zigbee(at, wet_at <= at < dry_at)
         medcloud(at, "HEARTBEAT", battery=77)
+        native("bed-r001", at, "heartbeat", battery=95, rssi=-60)
+        bed_mat(at, in_bed <= at < rise)
         at += timedelta(seconds=step_s)
     native("fall-a1", fall_at, "fall", confidence=0.93)
     native("fall-a1", cleared_at, "fall_cleared")
+    native("bed-r001", in_bed, "in_bed")
+    native("bed-r001", up_at, "out_of_bed")  # 20 min out of bed at night: bed_exit
+    native("bed-r001", back_at, "in_bed")
+    native("bed-r001", rise, "out_of_bed")
     native("diaper-r001", change_at, "detached")
     native("diaper-r001", change_at + timedelta(minutes=1), "attached")
     dose = f"night-{night.isoformat()}"

@@ -192,7 +192,9 @@ def test_no_resident_name_on_mqtt_in_the_store_or_in_the_logs(
 
     # MQTT: every topic and payload seen on '#'
     seen = everything.messages
-    assert len(seen) > 2 * mqtt_count  # uplinks, canonical events, alarms, dead letters
+    # uplinks, canonical events, alarms, dead letters (the seq-less vendor devices' identical
+    # reports, all sent within seconds here, are one event each: docs/storage.md)
+    assert len(seen) > 1.5 * mqtt_count
     assert {m.topic.split("/")[2] for m in seen if m.topic.startswith("carehub/")} >= {
         "devices",
         "events",

@@ -166,6 +166,28 @@ CASES: list[tuple[str, str, datetime, list[Step], list[Expected]]] = [
     ("a message after silence resolves", "test", NIGHT,
      [ev(0, "diaper-r001", "heartbeat"), tick(3.5), ev(4, "diaper-r001", "heartbeat")],
      [("sensor_silent", "technical", "medium", "diaper-r001", "resolved", 1)]),
+    # --- bed exit (r-001: 10 min default; r-003: 0 min, high, for a high fall risk) -----
+    ("back in bed within the minutes", "test", NIGHT,
+     [ev(0, "bed-r001", "out_of_bed"), ev(9.9, "bed-r001", "in_bed"), tick(30)], []),
+    ("out of bed just under the minutes", "test", NIGHT,
+     [ev(0, "bed-r001", "out_of_bed"), tick(9.99)], []),
+    ("out of bed for the minutes", "test", NIGHT,
+     [ev(0, "bed-r001", "out_of_bed"), tick(10)],
+     [("bed_exit", "fall", "medium", "r-001", "raised", 1)]),
+    ("back in bed resolves the bed exit", "test", NIGHT,
+     [ev(0, "bed-r001", "out_of_bed"), tick(10), ev(12, "bed-r001", "in_bed")],
+     [("bed_exit", "fall", "medium", "r-001", "resolved", 1)]),
+    ("getting up again starts the time again", "test", NIGHT,
+     [ev(0, "bed-r001", "out_of_bed"), ev(5, "bed-r001", "in_bed"),
+      ev(6, "bed-r001", "out_of_bed"), tick(15.9)], []),
+    ("out of bed by day is no alarm", "test", DAY,
+     [ev(0, "bed-r001", "out_of_bed"), tick(60)], []),
+    ("high fall risk: out of bed alarms at once", "test", NIGHT,
+     [ev(0, "bed-r003", "out_of_bed")],
+     [("bed_exit", "fall", "high", "r-003", "raised", 1)]),
+    ("high fall risk: back in bed waits for a person", "test", NIGHT,
+     [ev(0, "bed-r003", "out_of_bed"), ev(1, "bed-r003", "in_bed")],
+     [("bed_exit", "fall", "high", "r-003", "raised", 1)]),
 ]  # fmt: skip
 
 
@@ -282,3 +304,24 @@ def test_a_redelivered_dose_due_after_taken_raises_no_missed_dose(
     clock.set(NIGHT + timedelta(minutes=90))
     engine.tick()
     assert summary(store, silence=False) == []  # the dispenser's silence is not this test's
+
+
+def test_bed_exit_resolves_when_back_in_bed_on_the_hubs_clock(
+    engine: RulesEngine, clock: FakeClock, test_index: SiteIndex, store: AlarmStore
+) -> None:
+    """The timer runs on received_at: a device clock 5 min behind does not shorten it."""
+    make = make_event_factory(test_index)
+    clock.set(NIGHT)
+    engine.handle(make("bed-r001", "out_of_bed", NIGHT - timedelta(minutes=5), received_at=NIGHT))
+    clock.set(NIGHT + timedelta(minutes=9))
+    engine.tick()
+    assert [a for a in store.list_alarms(active_only=False) if a.rule == "bed_exit"] == []
+    clock.set(NIGHT + timedelta(minutes=10))
+    engine.tick()
+    (alarm,) = [a for a in store.list_alarms(active_only=True) if a.rule == "bed_exit"]
+    assert (alarm.rule, alarm.resident_id, alarm.device_id) == ("bed_exit", "r-001", "bed-r001")
+    back = NIGHT + timedelta(minutes=14)
+    clock.set(back)
+    engine.handle(make("bed-r001", "in_bed", back))
+    (alarm,) = [a for a in store.list_alarms(active_only=False) if a.rule == "bed_exit"]
+    assert (alarm.state.value, alarm.resolved_by) == ("resolved", "sensor")

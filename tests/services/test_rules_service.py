@@ -341,3 +341,57 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(
             rules.kill9()
         probe.close()
         store.close()
+
+
+@pytest.mark.broker
+def test_bed_exit_raises_and_resolves_on_a_real_broker_in_seconds(
+    broker: LocalBroker, probe: MqttProbe, test_site: Site, tmp_path: Path
+) -> None:
+    """`bed_exit` at 0.05 min (3 s) on the hub's real-time clock: out of bed, the alarm comes
+    by itself, back in bed resolves it, and the broker's retained alarm is cleared."""
+    from carehub.clock import ScaledClock
+    from carehub.site import BedExitRule, Rules
+
+    index = SiteIndex(
+        test_site.model_copy(update={"rules": Rules(bed_exit=BedExitRule(minutes=0.05))})
+    )
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    clock = ScaledClock(NIGHT, 1)
+    db = tmp_path / "carehub.db"
+    store = AlarmStore(db)
+    api = AlarmService(store, clock, poll_s=0.02)
+    config = RulesConfig(
+        target=MqttTarget(broker.host, broker.port),
+        prefix=prefix,
+        client_id=f"rules-{prefix}",
+        tick_s=0.05,
+        engine=QUIET,
+    )
+    service = RulesService(config, index, store, clock, api)
+    service.start()
+    try:
+        assert service.wait_ready(10)
+        make = make_event_factory(index)
+        alarms = f"{prefix}/{SITE}/alarms/#"
+        probe.subscribe(alarms)
+        up = clock.now()
+        hand_over(db, make("bed-r001", "out_of_bed", up))
+        time.sleep(1.5)
+        assert not any(b'"bed_exit"' in m.payload for m in probe.messages)  # not yet
+        (raised,) = probe.wait_for(alarms, lambda m: b'"bed_exit"' in m.payload, timeout=10)
+        alarm = raised.json()
+        assert (alarm["rule"], alarm["state"], alarm["resident_id"]) == (
+            "bed_exit",
+            "raised",
+            "r-001",
+        )
+        waited = datetime.fromisoformat(alarm["raised_at"].replace("Z", "+00:00")) - up
+        assert timedelta(seconds=3) <= waited < timedelta(seconds=4)
+        hand_over(db, make("bed-r001", "in_bed", clock.now()))
+        probe.wait_for(alarms, lambda m: m.payload == b"", timeout=10)
+        (ended,) = [a for a in api.list_alarms("all") if a["rule"] == "bed_exit"]
+        assert (ended["state"], ended["resolved_by"]) == ("resolved", "sensor")
+    finally:
+        service.stop()
+        api.close()
+        store.close()

@@ -15,7 +15,7 @@ from firmware_sim.world import Emission
 from gateway.store.sqlite import SqliteEventStore
 from tests.sim.support import body, by_device, ingest_all, night_of, rejected
 
-SEQ_DEVICES = {"fall-a1", "fall-b1", "diaper-r001", "med-r001", "med-r00x"}
+SEQ_DEVICES = {"fall-a1", "fall-b1", "diaper-r001", "med-r001", "med-r00x", "bed-r001"}
 """carehub-v1 devices of the test site: they number their messages."""
 
 
@@ -131,7 +131,7 @@ def test_silent_devices_stop_and_their_will_says_offline(
 ) -> None:
     out = faulty(clean, silent=1.0)
     metrics = ingest_all(test_index, tmp_path / "q.db", out).metrics()
-    assert metrics['carehub_gateway_status_total{status="offline"}'] == 8  # every MQTT device
+    assert metrics['carehub_gateway_status_total{status="offline"}'] == 10  # every MQTT device
     last = max(e.at for e in clean)
     for device_id, items in by_device(out).items():
         cut = next(i for i, e in enumerate(items) if e.what == SILENCE)

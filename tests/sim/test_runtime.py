@@ -39,6 +39,8 @@ pytestmark = pytest.mark.broker
 
 UP = "carehub/testhjem/devices/+/up"
 ZIGBEE = "zigbee2mqtt/bed-b1-window"
+BED_MAT = "zigbee2mqtt/bedmat-b1"
+VENDOR_DEVICES = {ZIGBEE: "diaper-r003", BED_MAT: "bed-r003"}
 
 
 def received_by_topic(probe: MqttProbe) -> dict[str, list[bytes]]:
@@ -63,6 +65,7 @@ def run_night(
     probe = MqttProbe(broker.host, broker.port, protocol=protocol)
     probe.subscribe(UP)
     probe.subscribe(ZIGBEE)
+    probe.subscribe(BED_MAT)
     sim = Simulator(
         index.site,
         MqttTarget(host=broker.host, port=broker.port),
@@ -160,6 +163,7 @@ def status_probe(broker: LocalBroker, protocol: Protocol) -> MqttProbe:
     probe = MqttProbe(broker.host, broker.port, protocol=protocol)
     probe.subscribe("carehub/testhjem/devices/+/status")
     probe.subscribe(f"{ZIGBEE}/availability")
+    probe.subscribe(f"{BED_MAT}/availability")
     return probe
 
 
@@ -187,18 +191,18 @@ def test_devices_announce_themselves_and_say_goodbye(
     sim.start()
     try:
         assert sim.wait_connected()
-        up = probe.wait_for("#", online, count=8)
-        assert sim.stats().online == sim.stats().devices == 8
+        up = probe.wait_for("#", online, count=10)
+        assert sim.stats().online == sim.stats().devices == 10
         assert all(m.qos == 1 for m in up)
     finally:
         sim.stop()
-    down = probe.wait_for("#", offline, count=8)
+    down = probe.wait_for("#", offline, count=10)
     assert {m.topic for m in down} == {m.topic for m in up}
     assert sim.stats().online == 0
     probe.close()
     late = status_probe(broker, mqtt_protocol)  # a newcomer learns the state from retained
     try:
-        seen = late.wait_for("#", offline, count=8)
+        seen = late.wait_for("#", offline, count=10)
         assert all(m.retain for m in seen)
     finally:
         late.close()
@@ -238,8 +242,11 @@ def test_a_silent_device_leaves_its_will_and_flaky_ones_come_back(
         for m in probe.messages:
             if m.topic.endswith("/status"):
                 last[m.topic.split("/")[-2]] = m.payload
+            elif m.topic.endswith("/availability"):
+                last[VENDOR_DEVICES[m.topic.removesuffix("/availability")]] = m.payload
         # the broker spoke the will of each dead device; the others are back online
-        assert {d for d, word in last.items() if word == b"offline"} == dead
+        down = {d for d, word in last.items() if word in (b"offline", b'{"state":"offline"}')}
+        assert down == dead
     finally:
         sim.stop()
         probe.close()

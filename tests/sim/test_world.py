@@ -15,7 +15,14 @@ from firmware_sim.encoders import NATIVE_SEQ_MODULUS, DeviceState, encode
 from firmware_sim.world import CareHome, Emission, Pacing
 from tests.sim.support import NIGHT, body, by_device, ingest_all, night_of
 
-MODELS = {"carehub-v1", "wetsense-s2", "zigbee-water-leak", "mmwave-radar", "medcloud-webhook"}
+MODELS = {
+    "carehub-v1",
+    "wetsense-s2",
+    "zigbee-water-leak",
+    "zigbee-bed-mat",
+    "mmwave-radar",
+    "medcloud-webhook",
+}
 
 
 def test_same_seed_same_home_byte_for_byte(test_index: SiteIndex) -> None:
@@ -46,7 +53,7 @@ def test_every_model_speaks_and_the_gateway_decodes_it_all(
     ingestor.close()
     models = {d.id: d.model for d in test_index.site.devices}
     status = [e for e in emissions if e.what == "status"]
-    assert outcomes["status"] == len(status) == 8  # every MQTT device announced itself
+    assert outcomes["status"] == len(status) == 10  # every MQTT device announced itself
     # a radar's report on a change may repeat its last one within the gateway's window
     assert outcomes["duplicate"] <= 5
     assert outcomes["accepted"] > 0.99 * (len(emissions) - len(status))
@@ -58,6 +65,8 @@ def test_every_model_speaks_and_the_gateway_decodes_it_all(
     assert {"dose_due", "dispensed", "taken"} <= types["med-r001"]
     assert "heartbeat" in types["fall-a2"]  # the radar
     assert "heartbeat" in types["fall-a1"]
+    assert {"in_bed", "out_of_bed"} <= types["bed-r001"]  # native bed sensor
+    assert {"in_bed", "out_of_bed", "heartbeat"} <= types["bed-r003"]  # the Zigbee mat
 
 
 def test_heartbeats_every_minute_with_draining_battery_rssi_and_drifting_clocks(
@@ -191,3 +200,25 @@ def test_pacing_is_checked() -> None:
         Pacing(night=3)
     with pytest.raises(ValueError, match="positive"):
         Pacing(day=0)
+
+
+def test_residents_get_in_and_out_of_bed_like_people(test_index: SiteIndex) -> None:
+    """In at bedtime, out in the morning, short bathroom trips between; the same each run."""
+    emissions = night_of(test_index, seed=3, nights=8)
+    assert emissions == night_of(test_index, seed=3, nights=8)
+    moves = [
+        e for e in emissions if e.device_id == "bed-r001" and e.what in ("in_bed", "out_of_bed")
+    ]
+    whats = [e.what for e in moves]
+    assert all(a != b for a, b in itertools.pairwise(whats))  # each a change
+    assert whats.count("in_bed") >= 7  # to bed every night
+    tz = test_index.tz
+    trips = [
+        (b.at - a.at).total_seconds() / 60
+        for a, b in itertools.pairwise(moves)
+        if a.what == "out_of_bed" and b.at - a.at < timedelta(hours=3)
+    ]
+    assert trips, "no bathroom trip in eight nights"
+    assert sorted(trips)[len(trips) // 2] < 10  # most trips are short
+    rises = [e.at.astimezone(tz).hour for e in moves if e.what == "out_of_bed"]
+    assert {5, 6, 7, 8} & set(rises)  # up in the morning
