@@ -287,6 +287,13 @@ class Hub:
         """The broker login of each part that runs here, one username per part."""
         self._secret_key = self._session_key()
 
+    def _target(self, part: str) -> MqttTarget:
+        """A part's broker login; a test may serve the api's context (`api_context`) from a
+        hub that does not run the api part, so its login is looked up when first needed."""
+        if part not in self.targets:
+            self.targets.update(broker_logins(self.settings, (*self.targets, part)))
+        return self.targets[part]
+
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -339,7 +346,7 @@ class Hub:
         ingestor = Ingestor(self.index, store, self.settings.mqtt_prefix)
         self._stack.callback(ingestor.close)
         config = GatewayConfig(
-            target=self.targets["gateway"],
+            target=self._target("gateway"),
             prefix=self.settings.mqtt_prefix,
             client_id=f"{self.options.client_id_prefix}-gateway",
             protocol=self.options.protocol,
@@ -492,7 +499,7 @@ class Hub:
         self._stack.callback(events.close)
         prefix, site = self.settings.mqtt_prefix, self.site.site
         watch = _BrokerWatch(
-            self.targets["api"],
+            self._target("api"),
             ClientOptions(
                 client_id=f"{self.options.client_id_prefix}-api",
                 protocol=self.options.protocol,
