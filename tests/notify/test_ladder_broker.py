@@ -14,16 +14,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.broker import LocalBroker
+from app.broker import LocalBroker, MosquittoBroker, free_port
 from app.hub import Hub, HubOptions
 from carehub.mqtt import Protocol
 from carehub.settings import Settings
-from tests.notify.conftest import PUBLIC, notify_site
+from services.alarms.store import AlarmStore
+from services.notify.outbox import Outbox
+from tests.notify.conftest import PUBLIC, TOKEN, notify_site
 from tests.support.mqttprobe import MqttProbe, unique_client_prefix
 from tests.support.ntfy_server import NtfyStandIn
+from tests.support.procs import Proc, carehub_env
 from tests.web.test_board_live import fall
 
 pytestmark = [pytest.mark.broker]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 A, B, LEADER = "testhjem-a-5c1f", "testhjem-b-90de", "testhjem-leader-e7a2"
 
@@ -117,3 +122,83 @@ def test_the_ladder_climbs_on_a_real_broker_and_stops_at_the_phones_button(
     steps = {r.step.value for r in rows}
     assert {"first", "reminder", "escalated", "fallback", "taken"} <= steps
     assert {r.status for r in rows} <= {"sent", "cancelled"}
+
+
+def test_kill_9_of_the_real_hub_mid_ladder_loses_no_step_and_counts_repeats(
+    tmp_path: Path, mosquitto: MosquittoBroker, ntfy: NtfyStandIn
+) -> None:
+    """`carehub run all` on its own Mosquitto, killed with SIGKILL while a send is in flight
+    (the ntfy server answers slowly), then started again: every rung is still sent, a send
+    is repeated at most once, and the repeat is counted in /metrics."""
+    text = (ROOT / "sites" / "test.yaml").read_text(encoding="utf-8")
+    old = 'notify:\n  public_url: "http://carehub.test"\n'
+    assert old in text
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(
+        text.replace(
+            old,
+            f'notify:\n  public_url: "{PUBLIC}"\n'
+            f"  ntfy: {{url: {ntfy.url!r}, token_env: CAREHUB_NTFY_TOKEN}}\n"
+            "escalation: {high_minutes: 0.1, reminder_high_minutes: 0.05,"
+            " fallback_minutes: 0.15, fallback_phones: [leader]}\n",
+        ),
+        encoding="utf-8",
+    )
+    port = free_port()
+    db = tmp_path / "hub.db"
+    env = carehub_env(
+        CAREHUB_SITE_FILE=str(site_file),
+        CAREHUB_DB=str(db),
+        CAREHUB_MQTT_URL=f"mqtt://{mosquitto.host}:{mosquitto.port}",
+        CAREHUB_HTTP_HOST="127.0.0.1",
+        CAREHUB_HTTP_PORT=str(port),
+        CAREHUB_SECRET_KEY="k" * 40,
+        CAREHUB_NTFY_TOKEN=TOKEN,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    ntfy.delay_s = 0.3  # each publish is in flight for a while: the kill lands in one
+    hub = Proc(["run", "all"], env, tmp_path / "hub.log")
+    try:
+        wait_until("the hub healthy", healthy, 30)
+        probe = MqttProbe(mosquitto.host, mosquitto.port)
+        try:
+            fall(probe, "fall-a1", 1)
+        finally:
+            probe.close()
+        assert ntfy.wait_for(3, timeout=15), hub.output()[-2000:]  # first ×2, a reminder
+        time.sleep(0.15)  # mid-send of the next
+        hub.kill9()
+        hub.restart()
+        wait_until("the hub healthy again", healthy, 30)
+        fallback = "Nobody has taken"
+        wait_until("the fallback", lambda: any(fallback in b for b in bodies(ntfy, LEADER)), 30)
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+    finally:
+        hub.stop()
+    store = AlarmStore(db)
+    try:
+        outbox = Outbox(store)
+        (alarm,) = [a for a in store.list_alarms(active_only=False) if a.rule == "fall"]
+        rows = outbox.for_alarm(alarm.alarm_id)
+        changes = [c.reason for c in store.changes_after(0) if c.alarm_id == alarm.alarm_id]
+        steps = [r.step.value for r in rows]
+        assert steps.count("first") == 2  # Phone A and the leader (ward a)
+        assert changes.count("escalated") == 1
+        assert steps.count("escalated") == 3  # every phone
+        assert steps.count("fallback") == 1
+        assert steps.count("reminder") >= 2 * min(1, changes.count("reminder"))
+        assert {r.status for r in rows if r.step.value != "reminder"} == {"sent"}
+        assert max(r.attempts for r in rows) <= 2  # at most once again per crash
+        repeats = outbox.repeats()
+        assert repeats <= 1
+        assert f"carehub_notify_repeats_total {repeats}" in metrics
+        assert len(ntfy.messages()) <= len([r for r in rows if r.status == "sent"]) + repeats
+    finally:
+        store.close()
