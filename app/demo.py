@@ -201,6 +201,8 @@ def run_demo(
         local_start = start.astimezone(index.tz)
         typer.echo(f"CareHub demo: {site.name} ({len(site.residents)} residents)")
         typer.echo(f"  web app  {hub.url}")
+        if hub.notifier is not None:
+            typer.echo(f"  phones   {hub.url}/phones (what each phone was sent: the ladder)")
         typer.echo(f"  broker   {broker.target.url()} ({broker.name})")
         typer.echo(f"  clock    {speed:g}x, simulated evening from {local_start:%Y-%m-%d %H:%M %Z}")
         typer.echo("  logins   (demo only; new passwords every run)")

@@ -406,7 +406,12 @@ class Hub:
         def status() -> dict[str, Any]:
             store = rules.store_watch.state()
             state = store if store != "ok" else "ok" if rules.connected else "broker disconnected"
-            return {"state": state, "metrics": rules.metrics()}
+            out: dict[str, Any] = {"state": state, "metrics": rules.metrics()}
+            notifier = self.notifier
+            if notifier is not None:  # the api part, in its own process, reads these
+                out["metrics"].update(notifier.metrics())
+                out["notify_health"] = notifier.health()
+            return out
 
         self._beat("rules", status)
         self._start_timeseries()
@@ -498,6 +503,7 @@ class Hub:
         events = open_store(self.settings)
         self._stack.callback(events.close)
         prefix, site = self.settings.mqtt_prefix, self.site.site
+        # a test may serve the web app of a hub started without its api part
         watch = _BrokerWatch(
             self._target("api"),
             ClientOptions(
@@ -555,6 +561,8 @@ class Hub:
                 self.settings.db, self.site, self.clock, self._secret_key, alarms.wake
             )
             self._stack.callback(desk.close)
+            if self.notifier is not None:  # the board hears of a send here at once
+                self.notifier.on_delivery = desk.wake
         return HubContext(
             notify=desk,
             settings=self.settings,
@@ -565,13 +573,18 @@ class Hub:
             clock=self.clock,
             alarms=board,
             reports=StoreReportSource(
-                site, events, alarms.raised_between, aggregates.stored_nights
+                site,
+                events,
+                alarms.raised_between,
+                aggregates.stored_nights,
+                deliveries=None if desk is None else desk.deliveries_between,
             ),
             privacy=privacy,
             round=rounds,
             devices=devices,
             health=health,
             metrics=self._metrics,
+            channels=self._channel_health,
             extra_routers=self._webhook_routers(),
         )
 
@@ -616,6 +629,8 @@ class Hub:
         for part, service in (("gateway", self.gateway), ("rules", self.rules)):
             if service is not None:
                 out.update(service.metrics())
+                if part == "rules" and self.notifier is not None:
+                    out.update(self.notifier.metrics())
                 continue
             status = heartbeat.read_status(self._beats, part) or {}
             metrics = status.get("metrics") or {}
@@ -624,6 +639,18 @@ class Hub:
                 heartbeat.read(self._beats, part) == "ok"
             )
         return out
+
+    def _channel_health(self) -> dict[str, str]:
+        """`channel:phone` → ok / failing / unknown: from the notifier in this process, or
+        from the rules part's heartbeat (unknown while that part is not heard from)."""
+        if self.notifier is not None:
+            return self.notifier.health()
+        state = heartbeat.read(self._beats, "rules")
+        status = heartbeat.read_status(self._beats, "rules") or {}
+        health = {str(k): str(v) for k, v in (status.get("notify_health") or {}).items()}
+        if state in ("not running", "unreadable heartbeat") or state.startswith("silent"):
+            return dict.fromkeys(health, "unknown")
+        return health
 
     @staticmethod
     def _store_state(events: EventStore) -> str:

@@ -23,12 +23,13 @@ from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
 
-BENCHMARKS = ("broker", "ingest", "latency", "reports", "rss")
+BENCHMARKS = ("broker", "ingest", "latency", "phone", "reports", "rss")
 BACKGROUND_RATE = 2_000.0
 TARGETS = {
     "ingest_ratio": (">=", 0.5),
     "fall_to_alarm_ms.p99": ("<=", 50.0),
     "fall_to_screen_ms.p99": ("<=", 100.0),
+    "fall_to_phone_ms.p99": ("<=", 1000.0),
     "report_s.demo.freed_hours": ("<=", 1.0),
     "report_s.demo.utilisation": ("<=", 1.0),
     "report_s.residents_500.freed_hours": ("<=", 5.0),
@@ -157,6 +158,7 @@ class Runner:
                 "ingest_ratio": None,
                 "fall_to_alarm_ms": {"p50": None, "p99": None, "max": None},
                 "fall_to_screen_ms": {"p50": None, "p99": None, "max": None},
+                "fall_to_phone_ms": {"p50": None, "p99": None, "max": None},
                 "background_msgs_per_s": None,
                 "background_ratio": None,
                 "report_s": {
@@ -173,6 +175,7 @@ class Runner:
             for name, fn in (
                 ("ingest", self._ingest),
                 ("latency", self._latency),
+                ("phone", self._phone),
                 ("reports", self._reports),
                 ("rss", self._rss),
             ):
@@ -280,6 +283,16 @@ class Runner:
         rate = float(result.background.get("rate", 0.0))
         f["background_msgs_per_s"] = round(rate, 1)
         f["background_ratio"] = _ratio(rate, f["broker_limit_msgs_per_s"])
+
+    def _phone(self, folder: Path) -> None:
+        from bench import latency, phone
+
+        result = phone.measure(folder, self.plan.site_residents, self.plan.falls, BACKGROUND_RATE)
+        f = self.figures
+        f["fall_to_phone_ms"] = latency.percentiles(result.to_phone)
+        f["phone_samples"] = {"falls": self.plan.falls, "lost": result.lost}
+        rate = float(result.background.get("rate", 0.0))
+        f["phone_background_msgs_per_s"] = round(rate, 1)
 
     def _reports(self, folder: Path) -> None:
         from bench import history, reports

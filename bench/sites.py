@@ -45,10 +45,13 @@ def _write(folder: Path, name: str, data: dict[str, Any]) -> SiteFile:
     return SiteFile(path, Site.model_validate(data))
 
 
-def native_site(folder: Path, residents: int, site_id: str = "benchhjem") -> SiteFile:
+def native_site(
+    folder: Path, residents: int, site_id: str = "benchhjem", ntfy_url: str | None = None
+) -> SiteFile:
     """`residents` residents, one room each, every resident with a fall sensor (room), a
     diaper sensor and a dispenser, all native CareHub firmware (the default model `carehub-v1`):
-    3 devices per resident."""
+    3 devices per resident. With `ntfy_url`, each ward has a phone on that ntfy server, its
+    topic `bench-{ward}` (docs/notifications.md)."""
     wards: list[dict[str, Any]] = []
     people: list[dict[str, Any]] = []
     devices: list[dict[str, Any]] = []
@@ -70,13 +73,20 @@ def native_site(folder: Path, residents: int, site_id: str = "benchhjem") -> Sit
                 "resident": rid,
             },
         ]
-    data = {
+    data: dict[str, Any] = {
         "site": site_id,
         "name": f"Benchmark home, {residents} residents",
         "wards": wards,
         "residents": people,
         "devices": devices,
     }
+    if ntfy_url is not None:
+        data["notify"] = {"public_url": "http://carehub.bench.invalid", "ntfy": {"url": ntfy_url}}
+        data["phones"] = [
+            {"id": f"phone-{w['id']}", "name": f"Phone {w['id']}", "wards": [w["id"]],
+             "ntfy_topic": f"bench-{w['id']}"}
+            for w in wards
+        ]  # fmt: skip
     return _write(folder, f"{site_id}-{residents}", data)
 
 

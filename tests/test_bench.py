@@ -29,6 +29,7 @@ KEYS = {
     "ingest_ratio": (),
     "fall_to_alarm_ms": ("p50", "p99", "max"),
     "fall_to_screen_ms": ("p50", "p99", "max"),
+    "fall_to_phone_ms": ("p50", "p99", "max"),
     "backfill_days_per_s": (),
     "peak_rss_mb": (),
 }

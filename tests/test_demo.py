@@ -61,6 +61,7 @@ def test_demo_runs_a_home_shows_it_and_keeps_names_to_the_staff_screens(tmp_path
         assert url is not None, text
         assert broker is not None, text
         assert set(logins) == {"nattevagt", "leder", "admin"}, text
+        assert f"phones   {url.group(1)}/phones" in text  # the phones of sites/demo.yaml
         base = url.group(1)
         probe = MqttProbe("127.0.0.1", int(broker.group(1)))
         probe.subscribe("#")

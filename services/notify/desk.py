@@ -1,11 +1,14 @@
 """What the web app needs of notifications, over the shared SQLite file: redeem an
-acknowledge link, an alarm's delivery records, what each phone was sent
-(docs/notifications.md). It works in the web app's own process as well as beside the
+acknowledge link, an alarm's delivery records (also live, for the board), what each phone was
+sent (docs/notifications.md). It works in the web app's own process as well as beside the
 notifier, because the links' used-token table and the outbox are in the file."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,14 @@ from carehub.site import Site
 from services.alarms.store import AlarmStore
 from services.notify.links import AckLinks
 from services.notify.outbox import Outbox
+
+_LOGGER = logging.getLogger(__name__)
+
+FEED_POLL_S = 0.25
+"""How often the delivery feed looks at the outbox when no send in this process woke it."""
+
+DeliveryListener = Callable[[dict[str, Any]], None]
+"""Called with `{"alarm_id": ..., "deliveries": [...]}` whenever an alarm's sends change."""
 
 
 class NotifyDesk:
@@ -33,6 +44,12 @@ class NotifyDesk:
         self.links = AckLinks(secret_key, self.store, clock, site.notify.public_url)
         self.phones = {p.id: p for p in site.phones}
         self.on_change = on_change
+        self._listeners: list[DeliveryListener] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mark: tuple[int, frozenset[int]] | None = None
 
     def phone_name(self, alarm_id: str, token: str) -> str:
         """The name of the phone a valid, unexpired link belongs to (`LinkError` if not)."""
@@ -51,6 +68,66 @@ class NotifyDesk:
         """Every send of one alarm: phone, channel, step, at, status, error."""
         return [r.delivery(self._name(r.phone_id)) for r in self.outbox.for_alarm(alarm_id)]
 
+    def deliveries_between(self, lo: datetime, hi: datetime) -> list[dict[str, Any]]:
+        """Every send recorded in [lo, hi), with its alarm id (the utilisation report)."""
+        return [
+            {**r.delivery(self._name(r.phone_id)), "alarm_id": r.alarm_id}
+            for r in self.outbox.between(lo, hi)
+        ]
+
+    # --- the board's live delivery feed ---------------------------------------------------
+
+    def subscribe(self, listener: DeliveryListener) -> Callable[[], None]:
+        """Call `listener` (from the feed's thread) with an alarm's delivery records each
+        time one of its sends is recorded or finished; answers the unsubscribe function.
+
+        The feed follows the outbox in the file, so the board hears of sends made by a
+        notifier in another process within `FEED_POLL_S`; `wake()` makes it look at once."""
+        with self._lock:
+            self._listeners.append(listener)
+            if self._mark is None:  # before the caller reads what was sent so far
+                self._mark = self.outbox.mark()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="notify-deliveries", daemon=True
+                )
+                self._thread.start()
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def wake(self) -> None:
+        """Look at the outbox now (a send in this process)."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(FEED_POLL_S)
+            self._wake.clear()
+            with self._lock:
+                listeners, mark = list(self._listeners), self._mark
+            if mark is None or self._stopping.is_set():
+                continue
+            try:
+                new, changed = self.outbox.changed_since(mark)
+                updates = [{"alarm_id": a, "deliveries": self.deliveries(a)} for a in changed]
+            except Exception:
+                _LOGGER.exception("delivery feed could not read the outbox; retrying")
+                continue
+            with self._lock:
+                # nobody listens: no reads; the next subscriber takes a fresh mark
+                self._mark = new if self._listeners else None
+            for update in updates:
+                for listener in listeners:
+                    try:
+                        listener(update)
+                    except Exception:
+                        _LOGGER.exception("delivery listener failed")
+
     def phones_sent(self, limit: int = 50) -> list[dict[str, Any]]:
         """Each phone with what it was sent, newest first (the phones page)."""
         return [
@@ -68,5 +145,9 @@ class NotifyDesk:
         return phone.name if phone is not None else phone_id
 
     def close(self) -> None:
-        """Close the store handle."""
+        """Stop the feed and close the store handle."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(2)
         self.store.close()

@@ -37,6 +37,7 @@ SCHEMA = (
     notice TEXT NOT NULL
 )""",
     "CREATE INDEX IF NOT EXISTS notify_outbox_alarm ON notify_outbox (alarm_id, id)",
+    "CREATE INDEX IF NOT EXISTS notify_outbox_created ON notify_outbox (created_us)",
     "CREATE INDEX IF NOT EXISTS notify_outbox_pending ON notify_outbox (status)"
     " WHERE status = 'pending'",
     """CREATE TABLE IF NOT EXISTS notify_fallback (
@@ -214,6 +215,37 @@ class Outbox:
         rows = self.store.sql(
             f"SELECT {_COLUMNS} FROM notify_outbox WHERE phone_id = ? ORDER BY id DESC LIMIT ?",
             (phone_id, limit),
+        )
+        return [_row(r) for r in rows]
+
+    def mark(self) -> tuple[int, frozenset[int]]:
+        """Where the outbox stands: its last row id and the rows still pending. A row only
+        ever leaves `pending`, so two marks differ whenever a row was added or finished."""
+        last = self.store.sql("SELECT COALESCE(MAX(id), 0) FROM notify_outbox")[0][0]
+        pending = self.store.sql("SELECT id FROM notify_outbox WHERE status = 'pending'")
+        return int(last), frozenset(int(r[0]) for r in pending)
+
+    def changed_since(
+        self, mark: tuple[int, frozenset[int]]
+    ) -> tuple[tuple[int, frozenset[int]], list[str]]:
+        """The new mark, and the alarms whose rows were added or finished since `mark`."""
+        new = self.mark()
+        gone = sorted(mark[1] - new[1])
+        if new[0] == mark[0] and not gone:
+            return new, []
+        rows = self.store.sql(
+            "SELECT DISTINCT alarm_id FROM notify_outbox WHERE id > ?"
+            f" OR id IN ({','.join('?' * len(gone))}) ORDER BY alarm_id",
+            (mark[0], *gone),
+        )
+        return new, [str(r[0]) for r in rows]
+
+    def between(self, lo: datetime, hi: datetime) -> list[Row]:
+        """Every send recorded in [lo, hi), oldest first (the utilisation report)."""
+        rows = self.store.sql(
+            f"SELECT {_COLUMNS} FROM notify_outbox WHERE created_us >= ? AND created_us < ?"
+            " ORDER BY id",
+            (to_us(lo), to_us(hi)),
         )
         return [_row(r) for r in rows]
 

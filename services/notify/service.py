@@ -110,6 +110,8 @@ class Notifier:
         self._queued_lock = threading.Lock()
         self._failing: dict[tuple[str, str], str] = {}
         """(channel, phone) → why it is failing ("send" or "check")."""
+        self._known: set[tuple[str, str]] = set()
+        """(channel, phone) pairs a send or a check has shown working or failing."""
         self._health_lock = threading.Lock()
         self._next_check: datetime | None = None
         self._wake = threading.Event()
@@ -122,6 +124,9 @@ class Notifier:
         self.on_change: Callable[[], None] | None = None
         """Called after the notifier itself changed alarms (a technical alarm), so an
         in-process alarm service can look at the change log at once."""
+        self.on_delivery: Callable[[], None] | None = None
+        """Called after a send was recorded or finished, so an in-process delivery feed (the
+        board's, `services.notify.desk.NotifyDesk`) can look at the outbox at once."""
 
     # --- where a phone is reached ---------------------------------------------------------
 
@@ -212,6 +217,8 @@ class Notifier:
         with self._tick_lock:
             now = self.clock.now()
             written = self._follow(now) + self._fallbacks(now)
+            if written:
+                self._delivered()
             self._queue_pending()
             if self._next_check is None or now >= self._next_check:
                 self._next_check = now + self.check_every
@@ -316,6 +323,14 @@ class Notifier:
         finally:
             with self._queued_lock:
                 self._queued.discard(row_id)
+            self._delivered()
+
+    def _delivered(self) -> None:
+        if self.on_delivery is not None:
+            try:
+                self.on_delivery()
+            except Exception:
+                _LOGGER.exception("delivery hook failed")
 
     def _phone_name(self, row: Row) -> str:
         phone = self.ladder.phones.get(row.phone_id)
@@ -345,6 +360,7 @@ class Notifier:
         with self._health_lock:
             for phone_id in phones:
                 key = (channel, phone_id)
+                self._known.add(key)
                 if error is not None and key not in self._failing:
                     self._failing[key] = how
                     raised.append(phone_id)
@@ -406,11 +422,16 @@ class Notifier:
     # --- reading --------------------------------------------------------------------------
 
     def health(self) -> dict[str, str]:
-        """`channel:phone` → "ok" or "failing" (the devices page)."""
+        """`channel:phone` → "ok", "failing", or "unknown" before a send or a link check
+        has shown either (the devices page)."""
         out = {}
+        with self._health_lock:
+            failing, known = set(self._failing), set(self._known)
         for phone in self.site.phones:
             for name, _t in self.targets(phone.id):
-                out[f"{name}:{phone.id}"] = "failing" if self._is_failing(name, phone.id) else "ok"
+                key = (name, phone.id)
+                state = "failing" if key in failing else "ok" if key in known else "unknown"
+                out[f"{name}:{phone.id}"] = state
         return out
 
     def metrics(self) -> dict[str, float]:

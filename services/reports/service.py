@@ -23,6 +23,7 @@ from services.reports.freed_hours import (
     resident_nights,
 )
 from services.reports.utilisation import (
+    DeliveryRecord,
     EventRecord,
     NightUse,
     events_window,
@@ -33,6 +34,8 @@ from services.reports.utilisation import (
 REPORT_EVENT_TYPES = ("dose_due", "taken", "missed", "saturation", "detached", "attached")
 NOT_REPORTED_RULES = frozenset({"self_test"})
 """Alarms that are not care: an admin's self-test must not count as a night's work."""
+DELIVERY_LOOKAHEAD = timedelta(hours=1)
+"""Sends of an alarm raised just before a period's end are recorded just after it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,10 @@ class ReportSource(Protocol):
 
     def events(self, lo: datetime, hi: datetime, types: Sequence[str]) -> list[EventRecord]:
         """Canonical events of the given types in [lo, hi)."""
+        ...
+
+    def deliveries(self, lo: datetime, hi: datetime) -> list[DeliveryRecord]:
+        """Sends to phones recorded in [lo, hi) (the notification outbox)."""
         ...
 
 
@@ -210,6 +217,7 @@ def utilisation(index: SiteIndex, source: ReportSource, first: date, last: date)
             _raw_events(index, source, runs),
             _raw_device_times(index, source, runs),
             {night: kept.use for night, kept in stored.items()},
+            source.deliveries(lo, hi + DELIVERY_LOOKAHEAD),
         )
     )
 
@@ -308,13 +316,17 @@ class StoreReportSource:
         events: Any,
         alarms: Callable[[datetime, datetime], list[dict[str, Any]]],
         stored: StoredNights | None = None,
+        deliveries: Callable[[datetime, datetime], list[dict[str, Any]]] | None = None,
     ) -> None:
         """`events` is a gateway EventStore; `alarms(lo, hi)` answers alarm JSON (SPEC §5);
-        `stored(first, last)` the nights kept as aggregates (none when not given)."""
+        `stored(first, last)` the nights kept as aggregates (none when not given);
+        `deliveries(lo, hi)` the notification outbox's records with their `alarm_id`
+        (none when the site sends to no phone)."""
         self._site = site
         self._events = events
         self._alarms = alarms
         self._stored = stored
+        self._deliveries = deliveries
 
     def device_times(self, lo: datetime, hi: datetime) -> dict[str, Seconds]:
         """Message times per device from the event store."""
@@ -335,6 +347,12 @@ class StoreReportSource:
             EventRecord(e.device_id, e.resident_id, e.type.value, e.ts, e.data)
             for e in self._events.query_events(self._site, lo, hi, types=list(types))
         ]
+
+    def deliveries(self, lo: datetime, hi: datetime) -> list[DeliveryRecord]:
+        """Sends to phones from the notification outbox, when there is one."""
+        if self._deliveries is None:
+            return []
+        return [DeliveryRecord.from_json(d) for d in self._deliveries(lo, hi)]
 
     def stored_nights(self, first: date, last: date) -> Mapping[date, StoredNight]:
         """Nights kept as aggregates, from the aggregate store when there is one."""

@@ -38,6 +38,31 @@ class EventRecord:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One send to a phone, as the utilisation report reads it (docs/notifications.md)."""
+
+    alarm_id: str
+    channel: str
+    step: str
+    status: str
+    sent_at: datetime | None
+    """When the channel took it; None unless `status` is "sent"."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DeliveryRecord:
+        """From a delivery record (`GET /api/alarms/{id}`'s, with its `alarm_id`)."""
+        done = data.get("done_at")
+        sent = data.get("status") == "sent" and done is not None
+        return cls(
+            alarm_id=str(data["alarm_id"]),
+            channel=str(data["channel"]),
+            step=str(data["step"]),
+            status=str(data["status"]),
+            sent_at=datetime.fromisoformat(str(done)) if sent else None,
+        )
+
+
 def _stats(values: list[float]) -> dict[str, float | int | None]:
     if not values:
         return {"n": 0, "median": None, "p90": None, "max": None}
@@ -200,8 +225,10 @@ def utilisation_report(
     events: Iterable[EventRecord],
     device_times: Mapping[str, Seconds],
     stored: Mapping[date, NightUse] | None = None,
+    deliveries: Iterable[DeliveryRecord] = (),
 ) -> dict[str, Any]:
-    """Alarms, response times, coverage, adherence, diaper changes and concurrency.
+    """Alarms, response times, coverage, adherence, diaper changes, concurrency, and how
+    fast the phones heard (`deliveries`, the notification outbox).
 
     `stored` holds the equipment figures of nights kept only as aggregates; the other nights
     are computed from `events` and `device_times`. Alarms are never pruned.
@@ -296,7 +323,40 @@ def utilisation_report(
             "saturation_at_change": _stats(all_levels),
         },
         "concurrency": concurrency(index, in_nights, slots),
+        "notify": notify_times(in_nights, deliveries),
     }
+
+
+def notify_times(
+    alarms: Iterable[AlarmRecord], deliveries: Iterable[DeliveryRecord]
+) -> dict[str, dict[str, Any]]:
+    """Per channel, over the alarms it carried: seconds from raising to the channel's first
+    send that went out, and from raising to the acknowledgement (docs/notifications.md).
+
+    A "taken" notice is no send of the alarm; an alarm nobody acknowledged counts in the
+    first figure only."""
+    raised = {a.alarm_id: a for a in alarms}
+    first: dict[str, dict[str, datetime]] = {}
+    for d in deliveries:
+        if d.sent_at is None or d.step == "taken" or d.alarm_id not in raised:
+            continue
+        by_alarm = first.setdefault(d.channel, {})
+        if d.alarm_id not in by_alarm or d.sent_at < by_alarm[d.alarm_id]:
+            by_alarm[d.alarm_id] = d.sent_at
+    out: dict[str, dict[str, Any]] = {}
+    for channel in sorted(first):
+        to_send, to_ack = [], []
+        for alarm_id, sent_at in first[channel].items():
+            a = raised[alarm_id]
+            to_send.append((sent_at - a.raised_at).total_seconds())
+            if a.acknowledged_at is not None:
+                to_ack.append((a.acknowledged_at - a.raised_at).total_seconds())
+        out[channel] = {
+            "alarms": len(to_send),
+            "to_first_send_seconds": _stats(to_send),
+            "to_acknowledge_seconds": _stats(to_ack),
+        }
+    return out
 
 
 def concurrency(index: SiteIndex, alarms: list[AlarmRecord], slots: list[int]) -> dict[str, Any]:

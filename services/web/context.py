@@ -42,6 +42,9 @@ class HubContext:
     """Component name -> 'ok' or what is wrong; anything but 'ok' degrades /healthz."""
     metrics: Callable[[], dict[str, float]] = dict
     """Flat counters for /metrics, name{labels} -> value."""
+    channels: Callable[[], dict[str, str]] = dict
+    """Notification channel health, `channel:phone` -> 'ok', 'failing' or 'unknown'
+    (docs/notifications.md, "Supervision")."""
     privacy: PrivacyPort | None = None
     """The privacy service: monitoring switches, exports, self-test."""
     notify: NotifyPort | None = None

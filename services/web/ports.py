@@ -132,3 +132,8 @@ class NotifyPort(Protocol):
     def phones_sent(self, limit: int = 50) -> list[dict[str, Any]]:
         """Each phone with what it was sent."""
         ...
+
+    def subscribe(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call `listener` (from any thread) with `{"alarm_id", "deliveries"}` whenever an
+        alarm's sends change; answers the unsubscribe function."""
+        ...

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 
 from carehub.site import SiteIndex
 from services.reports.freed_hours import AlarmRecord
-from services.reports.utilisation import EventRecord, utilisation_report
+from services.reports.utilisation import DeliveryRecord, EventRecord, utilisation_report
 from tests.reports.test_freed_hours import NIGHT, at, heartbeats
 
 
@@ -100,3 +102,45 @@ def test_device_uptime(test_index: SiteIndex) -> None:
         == 2
     )
     assert date.fromisoformat(rep["from"]) == NIGHT
+
+
+def sent(
+    alarm_id: str, channel: str, step: str, when: datetime, status: str = "sent"
+) -> dict[str, Any]:
+    """A delivery record as the notification desk answers it (`deliveries_between`)."""
+    done = when.isoformat()
+    return {"alarm_id": alarm_id, "channel": channel, "step": step, "at": done,
+            "done_at": done, "status": status, "phone": "p", "error": None}  # fmt: skip
+
+
+def test_time_from_raise_to_first_send_and_to_acknowledgement_per_channel(
+    test_index: SiteIndex,
+) -> None:
+    a1 = alarm(1, "fall", (23, 0), (23, 30))  # acknowledged a minute after raising
+    a2 = alarm(2, "fall", (23, 10), (23, 20), resident="r-002")
+    a3 = replace(alarm(3, "fall", (2, 0), None, resident="r-003"), acknowledged_at=None)
+    s = timedelta(seconds=1)
+    records = [
+        sent("a1", "ntfy", "first", a1.raised_at + 2 * s),
+        sent("a1", "ntfy", "first", a1.raised_at + 3 * s),  # the second phone: not the first
+        sent("a1", "espa", "first", a1.raised_at + 5 * s),
+        sent("a1", "ntfy", "taken", a1.raised_at + 61 * s),  # no send of the alarm
+        sent("a2", "ntfy", "first", a2.raised_at + 1 * s, status="failed"),  # never reached
+        sent("a2", "ntfy", "reminder", a2.raised_at + 40 * s),  # the first that went out
+        sent("a3", "ntfy", "first", a3.raised_at + 10 * s),  # nobody acknowledged
+        sent("a9", "ntfy", "first", a3.raised_at),  # an alarm outside the period
+    ]
+    deliveries = [DeliveryRecord.from_json(r) for r in records]
+    rep = utilisation_report(
+        test_index, NIGHT, NIGHT, [a1, a2, a3], [], heartbeats(test_index, NIGHT), None, deliveries
+    )
+    ntfy, espa = rep["notify"]["ntfy"], rep["notify"]["espa"]
+    assert ntfy["alarms"] == 3
+    # first sends 2, 40 and 10 s after raising: median 10, p90 10 + 0.8 * 30 = 34, max 40
+    assert ntfy["to_first_send_seconds"] == {"n": 3, "median": 10, "p90": 34, "max": 40}
+    # a1 and a2 acknowledged 60 s after raising; a3 never
+    assert ntfy["to_acknowledge_seconds"] == {"n": 2, "median": 60, "p90": 60, "max": 60}
+    assert espa["alarms"] == 1
+    assert espa["to_first_send_seconds"] == {"n": 1, "median": 5, "p90": 5, "max": 5}
+    assert espa["to_acknowledge_seconds"]["n"] == 1
+    assert utilisation_report(test_index, NIGHT, NIGHT, [a1], [], {})["notify"] == {}

@@ -23,6 +23,7 @@ from services.web.models import (
     ResolveBody,
 )
 from services.web.pages import csrf_token, locale_for, login_redirect, monitoring_off, page
+from services.web.ports import AlarmsPort, NotifyPort
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,25 +60,45 @@ def resolve(ctx: Ctx, user: StaffUser, alarm_id: str, body: ResolveBody) -> dict
 async def stream(
     request: Request, ctx: Ctx, _user: StaffUser, port: Alarms
 ) -> AsyncIterator[ServerSentEvent]:
-    """One `alarm` event per alarm state change, a `ping` with hub health every 3 s."""
+    """One `alarm` event per alarm state change, a `deliveries` event whenever an alarm's
+    sends to phones change (who was told, when, how it went), a `ping` with hub health every
+    3 s."""
     loop = asyncio.get_running_loop()
-    changes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
+    changes: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=10_000)
 
     def _listener(envelope: dict[str, Any]) -> None:
-        loop.call_soon_threadsafe(changes.put_nowait, envelope)
+        loop.call_soon_threadsafe(changes.put_nowait, ("alarm", envelope))
 
-    unsubscribe = port.subscribe(_listener)
+    def _deliveries(update: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(changes.put_nowait, ("deliveries", update))
+
+    unsubscribers = [port.subscribe(_listener)]
     try:
         yield ServerSentEvent(event="ping", data=_health(ctx), retry=2000)
+        if ctx.notify is not None:
+            unsubscribers.append(ctx.notify.subscribe(_deliveries))
+            for update in await asyncio.to_thread(_active_deliveries, port, ctx.notify):
+                yield ServerSentEvent(event="deliveries", data=update)
         while not await request.is_disconnected():
             try:
-                envelope = await asyncio.wait_for(changes.get(), PING_INTERVAL_S)
+                kind, data = await asyncio.wait_for(changes.get(), PING_INTERVAL_S)
             except TimeoutError:
                 yield ServerSentEvent(event="ping", data=_health(ctx))
                 continue
-            yield ServerSentEvent(event="alarm", data=envelope)
+            yield ServerSentEvent(event=kind, data=data)
     finally:
-        unsubscribe()
+        for unsubscribe in unsubscribers:
+            unsubscribe()
+
+
+def _active_deliveries(port: AlarmsPort, notify: NotifyPort) -> list[dict[str, Any]]:
+    """What the phones were told of each active alarm so far (the stream's start)."""
+    out = []
+    for alarm in port.list_alarms("active", None):
+        deliveries = notify.deliveries(str(alarm["alarm_id"]))
+        if deliveries:
+            out.append({"alarm_id": alarm["alarm_id"], "deliveries": deliveries})
+    return out
 
 
 def _health(ctx: HubContext) -> dict[str, Any]:
@@ -114,6 +135,7 @@ def board(request: Request, ctx: Ctx, user: PageUser) -> Response:
         "outcomes": [o.value for o in Outcome],
         "stale_after_s": PING_INTERVAL_S * 2 + 1,
         "now": ctx.clock.now().isoformat(),
+        "tz": ctx.site.site.timezone,
     }
     off = monitoring_off(ctx)
     unmonitored = [

@@ -31,7 +31,21 @@ def devices_page(request: Request, ctx: Ctx, user: PageUser) -> Response:
         return login_redirect(request)
     rows = device_rows(ctx, with_names=True)
     rows.sort(key=lambda r: (not r["attention"], r["room"] or ""))
-    return page(request, ctx, "devices.html", user, devices=rows)
+    return page(request, ctx, "devices.html", user, devices=rows, channels=channel_rows(ctx))
+
+
+def channel_rows(ctx: HubContext) -> list[dict[str, str]]:
+    """Each notification channel to each phone, failing first (docs/notifications.md)."""
+    names = {p.id: p.name for p in ctx.site.site.phones}
+    rows = []
+    for key, state in ctx.channels().items():
+        channel, _, phone = key.partition(":")
+        rows.append(
+            {"channel": channel, "phone": phone, "name": names.get(phone, phone), "state": state}
+        )
+    order = {"failing": 0, "unknown": 1, "ok": 2}
+    rows.sort(key=lambda r: (order.get(r["state"], 0), r["name"], r["channel"]))
+    return rows
 
 
 def device_rows(ctx: HubContext, *, with_names: bool) -> list[dict[str, Any]]:

@@ -5,6 +5,8 @@
   const data = JSON.parse(document.getElementById("board-data").textContent);
   const t = data.texts;
   const alarms = new Map();
+  const told = new Map();  // alarm id -> its delivery records (who was told, when, how)
+  const hhmm = new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: data.tz });
   const list = document.getElementById("alarms");
   const empty = document.getElementById("empty");
   const banner = document.getElementById("banner");
@@ -64,6 +66,8 @@
     if (a.count > 1) meta.append(document.createTextNode(` · ${a.count} ${t.count}`));
     if (a.acknowledged_by) meta.append(document.createTextNode(` · ${t.acknowledged_by} ${a.acknowledged_by}`));
     li.append(meta);
+    const phones = toldLine(a);
+    if (phones) li.append(phones);
     if (a.provisional) {
       const note = a.kind === "technical" ? t.provisional_technical : t.provisional;
       li.append(el("p", { class: "provisional-note", role: "status" }, note));
@@ -91,6 +95,31 @@
     return li;
   }
 
+  // "Told: Phone A 23:14 (first · sent), …": per phone its latest alert, in first-told order
+  function toldLine(a) {
+    const rows = told.get(a.alarm_id) || [];
+    const latest = new Map();
+    for (const d of rows) {
+      if (d.step === "taken" || d.status === "cancelled") continue;
+      latest.set(d.phone + "/" + d.channel, d);  // rows come oldest first: the last wins
+    }
+    const order = [...new Set(rows.filter((d) => latest.has(d.phone + "/" + d.channel)).map((d) => d.phone + "/" + d.channel))];
+    if (!order.length) return null;
+    const p = el("p", { class: "told", "data-told": String(order.length) });
+    p.append(el("span", { class: "label" }, t.told + ": "));
+    order.forEach((key, i) => {
+      const d = latest.get(key);
+      const status = a.acknowledged_by && a.acknowledged_by === d.phone_name ? "acknowledged" : d.status;
+      const when = hhmm.format(new Date(d.done_at || d.at));
+      const span = el("span", { class: "told-phone d-" + status, "data-phone": d.phone, "data-status": status, "data-step": d.step });
+      span.append(document.createTextNode(`${d.phone_name} ${when}`));
+      span.append(el("small", {}, ` (${t["step_" + d.step] || d.step} · ${t["delivery_" + status] || status})`));
+      if (i) p.append(document.createTextNode(", "));
+      p.append(span);
+    });
+    return p;
+  }
+
   async function act(id, verb, body) {
     const r = await fetch(`/api/alarms/${encodeURIComponent(id)}/${verb}`, {
       method: "POST",
@@ -103,7 +132,7 @@
   }
 
   function upsert(a, isNew) {
-    if (a.state === "resolved") { alarms.delete(a.alarm_id); }
+    if (a.state === "resolved") { alarms.delete(a.alarm_id); told.delete(a.alarm_id); }
     else {
       a._fresh = isNew;
       alarms.set(a.alarm_id, a);
@@ -157,6 +186,12 @@
       lastHeard = Date.now();
       const env = JSON.parse(ev.data);
       upsert(env.alarm, env.type === "new");
+    });
+    es.addEventListener("deliveries", (ev) => {
+      lastHeard = Date.now();
+      const u = JSON.parse(ev.data);
+      told.set(u.alarm_id, u.deliveries);
+      if (alarms.has(u.alarm_id)) render();
     });
     es.addEventListener("ping", (ev) => {
       lastHeard = Date.now();
