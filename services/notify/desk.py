@@ -44,9 +44,7 @@ class NotifyDesk:
 
     def phone_name(self, alarm_id: str, token: str) -> str:
         """The name of the phone a valid, unexpired link belongs to (`LinkError` if not)."""
-        phone_id = self.links.phone_of(alarm_id, token)
-        phone = self.phones.get(phone_id)
-        return phone.name if phone is not None else phone_id
+        return self._name(self.links.phone_of(alarm_id, token))
 
     def redeem(self, alarm_id: str, token: str) -> dict[str, Any]:
         """Acknowledge as the link's phone, once; the alarm JSON."""

@@ -37,9 +37,10 @@ URGENCY = {Urgency.HIGH: "high", Urgency.MEDIUM: "normal", Urgency.LOW: "normal"
 GONE = frozenset({404, 410})
 
 
-def payload(notice: Notice) -> dict[str, Any]:
+def payload(notice: Notice, ack_label: str = "Acknowledge") -> dict[str, Any]:
     """What the service worker gets: no resident name, no credential but the single-use link."""
     return {
+        "ack_label": ack_label,
         "alarm_id": notice.alarm_id,
         "step": notice.step.value,
         "urgency": notice.urgency.value,
@@ -55,8 +56,16 @@ class WebPushChannel:
 
     name = NAME
 
-    def __init__(self, keys: VapidKeys, subject: str, *, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        keys: VapidKeys,
+        subject: str,
+        *,
+        timeout_s: float = TIMEOUT_S,
+        ack_label: str = "Acknowledge",
+    ) -> None:
         self._vapid = Vapid02(keys.private_key)
+        self.ack_label = ack_label
         self.subject = subject
         """VAPID `sub`: an https URL or mailto: where the push service can reach the home."""
         self.timeout_s = timeout_s
@@ -72,7 +81,7 @@ class WebPushChannel:
         try:
             webpush(
                 subscription,
-                json.dumps(payload(notice)),
+                json.dumps(payload(notice, self.ack_label)),
                 vapid_private_key=self._vapid,
                 vapid_claims={"sub": self.subject},
                 ttl=TTL_S[notice.urgency],

@@ -114,3 +114,21 @@ class NotifyPort(Protocol):
     def phones_sent(self, limit: int = 50) -> list[dict[str, Any]]:
         """Each phone with what it was sent."""
         ...
+
+    def push_key(self) -> str | None:
+        """The VAPID public key for the board's subscribe button; None when Web Push is off."""
+        ...
+
+    def push_subscribe(
+        self, username: str, wards: list[str], subscription: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Store a browser's Web Push subscription; ValueError when unusable."""
+        ...
+
+    def push_unsubscribe(self, username: str, endpoint: str) -> None:
+        """Forget one of the user's subscriptions; NotFoundError if none."""
+        ...
+
+    def push_subscriptions(self, username: str) -> list[dict[str, Any]]:
+        """The user's subscribed browsers."""
+        ...

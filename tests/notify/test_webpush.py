@@ -78,6 +78,7 @@ def test_a_high_alarm_arrives_encrypted_signed_urgent_with_a_ttl(
     assert push.rejected == []
     high, low = push.received(count=2)
     assert high.payload == {
+        "ack_label": "Acknowledge",
         "alarm_id": "al-1",
         "step": "first",
         "urgency": "high",
