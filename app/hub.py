@@ -31,6 +31,7 @@ from carehub.site import Site, SiteIndex
 from gateway.service import GatewayService
 from gateway.store.base import DeviceState, EventStore
 from services.alarms.service import AlarmService
+from services.notify.channel import Channel
 from services.notify.service import Notifier
 from services.privacy.retention import RetentionJob
 from services.rules.service import RulesService
@@ -420,7 +421,6 @@ class Hub:
     def _start_notifier(self) -> None:
         """Phones hear of alarms from the process that runs the rules part
         (docs/notifications.md): the notifier follows the change log in the shared file."""
-        from services.notify.channel import Channel
 
         channels: list[Channel] = []
         ntfy = self.site.notify.ntfy
@@ -437,6 +437,10 @@ class Hub:
             from services.notify.record import RecordChannel
 
             channels.append(RecordChannel())
+        from services.notify.desk import webpush_enabled
+
+        if webpush_enabled(self.site):
+            channels.append(self._webpush_channel())
         if not self.site.phones or not channels:
             return
         from services.notify.service import Notifier
@@ -453,6 +457,20 @@ class Hub:
         self.notifier = notifier.start()
         self._stack.callback(notifier.stop)
         self._stack.callback(alarms.subscribe(lambda _change: notifier.wake()))
+
+    def _webpush_channel(self) -> Channel:
+        """Browsers subscribed from the board (docs/notifications.md, "Web Push"): signed with
+        the VAPID key kept beside the database, the site's public URL as the VAPID subject."""
+        from urllib.parse import urlsplit
+
+        from services.notify.ladder import Ladder
+        from services.notify.vapid import load_or_create, vapid_path
+        from services.notify.webpush import WebPushChannel
+
+        url = self.site.notify.public_url or ""
+        subject = url if url.startswith("https://") else f"mailto:carehub@{urlsplit(url).hostname}"
+        keys = load_or_create(vapid_path(self.settings.db))
+        return WebPushChannel(keys, subject, ack_label=Ladder(self.site).ack_label())
 
     def _start_timeseries(self) -> None:
         """With InfluxDB configured, alarm changes and nightly freed hours go there too, for

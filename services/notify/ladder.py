@@ -13,10 +13,11 @@ This module only decides; `service.Notifier` records each decision in the outbox
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from carehub.site import Phone, Priority, Site, SiteIndex
+from carehub.site import Priority, Site, SiteIndex
 from services.notify.channel import Notice, Step, Urgency
 
 NOTIFY_RULES = frozenset({"notify_failing", "notify_unreachable"})
@@ -63,6 +64,26 @@ _TAGS = {
 }
 
 
+class PhoneLike(Protocol):
+    """What the ladder needs of a phone: the site file's phones and the browsers subscribed
+    to Web Push (`services.notify.subscriptions.PushPhone`) alike."""
+
+    @property
+    def id(self) -> str:
+        """Unique among phones."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """Shown in "taken by" and in the audit log."""
+        ...
+
+    @property
+    def wards(self) -> Sequence[str]:
+        """The wards it hears at once."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Send:
     """One decision: tell this phone this, on every channel that reaches it."""
@@ -76,14 +97,28 @@ class Send:
 class Ladder:
     """Decides the sends of each alarm change, and the fallback's due time."""
 
-    def __init__(self, site: Site) -> None:
+    def __init__(
+        self, site: Site, dynamic: Callable[[], Sequence[PhoneLike]] | None = None
+    ) -> None:
         self.site = site
         self.index = SiteIndex(site)
-        self.phones: dict[str, Phone] = {p.id: p for p in site.phones}
+        self._static: dict[str, PhoneLike] = {p.id: p for p in site.phones}
+        self._dynamic = dynamic
+        """Phones that come and go (Web Push subscriptions), read at each decision."""
         self.locale = site.locale
         self.ward_names = {w.id: w.name for w in site.wards}
 
     # --- who -------------------------------------------------------------------------------
+
+    @property
+    def phones(self) -> dict[str, PhoneLike]:
+        """Every phone now: the site file's, then the subscribed browsers."""
+        if self._dynamic is None:
+            return self._static
+        out = dict(self._static)
+        for phone in self._dynamic():
+            out.setdefault(phone.id, phone)
+        return out
 
     def ward_of(self, alarm: dict[str, Any]) -> str | None:
         """The alarm's ward, through its room (None: an alarm about the hub, no room)."""
@@ -95,7 +130,7 @@ class Ladder:
         ward = self.ward_of(alarm)
         if ward is None:
             return list(self.phones)
-        return [p.id for p in self.site.phones if ward in p.wards]
+        return [p.id for p in self.phones.values() if ward in p.wards]
 
     def all_phones(self) -> list[str]:
         """Every phone (escalation)."""
@@ -103,7 +138,7 @@ class Ladder:
 
     def fallback_phones(self) -> list[str]:
         """The fallback phones (the shift leader)."""
-        return [p for p in self.site.escalation.fallback_phones if p in self.phones]
+        return [p for p in self.site.escalation.fallback_phones if p in self._static]
 
     # --- what ------------------------------------------------------------------------------
 

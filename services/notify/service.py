@@ -34,6 +34,8 @@ from services.notify.channel import Channel, ChannelError, Step, Target
 from services.notify.ladder import NOTIFY_RULES, Ladder, Send
 from services.notify.links import AckLinks
 from services.notify.outbox import Outbox, Row
+from services.notify.subscriptions import CHANNEL as WEBPUSH
+from services.notify.subscriptions import PushSubscriptions
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -98,7 +100,12 @@ class Notifier:
         self.clock = clock
         self.store = AlarmStore(db)
         self.outbox = Outbox(self.store)
-        self.ladder = Ladder(site)
+        self.push: PushSubscriptions | None = None
+        """Browsers subscribed to Web Push: phones of the `webpush` channel, when it runs."""
+        if any(c.name == WEBPUSH for c in channels):
+            self.push = PushSubscriptions(self.store)
+        self.ladder = Ladder(site, self.push.phones if self.push is not None else None)
+        self._static = {p.id: p for p in site.phones}
         base = public_url or site.notify.public_url
         self.links = AckLinks(secret_key, self.store, clock, base)
         self.base_url = None if base is None else base.rstrip("/")
@@ -131,10 +138,14 @@ class Notifier:
     # --- where a phone is reached ---------------------------------------------------------
 
     def targets(self, phone_id: str) -> list[tuple[str, Target]]:
-        """(channel name, target) of every configured channel that reaches the phone."""
-        phone = self.ladder.phones.get(phone_id)
+        """(channel name, target) of every configured channel that reaches the phone: the
+        site file's addresses, or a subscribed browser's subscription on `webpush`."""
+        phone = self._static.get(phone_id)
         if phone is None:
-            return []
+            push = self.push.get(phone_id) if self.push is not None else None
+            if push is None:
+                return []
+            return [(WEBPUSH, Target(push.id, push.name, push.subscription))]
         out = []
         addresses = {"ntfy": phone.ntfy_topic, "espa": phone.espa_address, "demo": phone.id}
         for name in self.channels:
@@ -315,6 +326,8 @@ class Notifier:
                 self.outbox.finish(row.id, "failed", self.clock.now(), str(err))
                 self.failed += 1
                 _LOGGER.warning("%s to phone %s failed: %s", channel.name, row.phone_id, err)
+                if err.gone and self.push is not None and self.push.drop(row.phone_id):
+                    _LOGGER.warning("dropped push subscription %s: %s", row.phone_id, err)
                 self._health(channel.name, [row.phone_id], str(err), "send")
                 return
             self.outbox.finish(row.id, "sent", self.clock.now())
@@ -338,7 +351,7 @@ class Notifier:
 
     def _check(self, channel: Channel) -> None:
         phones = [
-            p.id for p in self.site.phones if any(n == channel.name for n, _t in self.targets(p.id))
+            p for p in self.ladder.phones if any(n == channel.name for n, _t in self.targets(p))
         ]
         try:
             channel.check()
@@ -401,7 +414,7 @@ class Notifier:
     def _wards(self) -> None:
         site, esc = self.site.site, self.site.escalation
         for ward in self.site.wards:
-            phones = [p.id for p in self.site.phones if ward.id in p.wards]
+            phones = [p.id for p in self.ladder.phones.values() if ward.id in p.wards]
             if not phones:
                 continue  # check-config warned; no phone was ever meant to hear it
             subject = f"notify:ward:{ward.id}"
@@ -427,7 +440,7 @@ class Notifier:
         out = {}
         with self._health_lock:
             failing, known = set(self._failing), set(self._known)
-        for phone in self.site.phones:
+        for phone in self.ladder.phones.values():
             for name, _t in self.targets(phone.id):
                 key = (name, phone.id)
                 state = "failing" if key in failing else "ok" if key in known else "unknown"

@@ -14,7 +14,7 @@ from carehub import __version__
 from carehub.errors import ConflictError, NotFoundError
 from services.notify.links import LinkError
 from services.web.context import HubContext
-from services.web.routes import admin, alarms, auth, devices, notify, reports, system
+from services.web.routes import admin, alarms, auth, devices, notify, push, reports, system
 from services.web.routes import round as round_view  # not the builtin round()
 from services.web.security import LoginThrottle, SecurityHeaders, Signer
 
@@ -37,7 +37,7 @@ def create_app(ctx: HubContext) -> FastAPI:
     app.include_router(auth.router)
     for router in ctx.extra_routers:
         app.include_router(router)
-    for module in (alarms, devices, round_view, reports, admin, notify):
+    for module in (alarms, devices, round_view, reports, admin, notify, push):
         app.include_router(module.router)
     app.add_exception_handler(NotFoundError, _domain_error)
     app.add_exception_handler(ConflictError, _domain_error)

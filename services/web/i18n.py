@@ -241,6 +241,24 @@ MESSAGES: dict[str, dict[Locale, str]] = {
     },
     "chart_coverage": {"da": "Uptime per device at night", "en": "Uptime per device at night"},
     "phones": {"da": "Telefoner", "en": "Phones"},
+    "push_title": {"da": "Beskeder på denne enhed", "en": "Notifications on this device"},
+    "push_wards": {"da": "Afdelinger", "en": "Wards"},
+    "push_on": {"da": "Få alarmer på denne enhed", "en": "Get alarms on this device"},
+    "push_off": {"da": "Stop alarmer på denne enhed", "en": "Stop alarms on this device"},
+    "push_msg_on": {
+        "da": "Denne enhed får nu alarmer, også når tavlen er lukket.",
+        "en": "This device now gets alarms, also when the board is closed.",
+    },
+    "push_msg_off": {"da": "Denne enhed får ikke alarmer.", "en": "This device gets no alarms."},
+    "push_msg_denied": {
+        "da": "Browseren må ikke vise beskeder: tillad dem i browserens indstillinger.",
+        "en": "The browser may not show notifications: allow them in its settings.",
+    },
+    "push_msg_failed": {
+        "da": "Kunne ikke tilmelde (kræver internet og HTTPS):",
+        "en": "Could not subscribe (needs internet and HTTPS):",
+    },
+    "push_msg_wards": {"da": "Vælg mindst én afdeling.", "en": "Choose at least one ward."},
     "phones_intro": {
         "da": "Hvad hver telefon har fået sendt, nyeste først.",
         "en": "What each phone was sent, newest first.",

@@ -137,3 +137,21 @@ class NotifyPort(Protocol):
         """Call `listener` (from any thread) with `{"alarm_id", "deliveries"}` whenever an
         alarm's sends change; answers the unsubscribe function."""
         ...
+
+    def push_key(self) -> str | None:
+        """The VAPID public key for the board's subscribe button; None when Web Push is off."""
+        ...
+
+    def push_subscribe(
+        self, username: str, wards: list[str], subscription: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Store a browser's Web Push subscription; ValueError when unusable."""
+        ...
+
+    def push_unsubscribe(self, username: str, endpoint: str) -> None:
+        """Forget one of the user's subscriptions; NotFoundError if none."""
+        ...
+
+    def push_subscriptions(self, username: str) -> list[dict[str, Any]]:
+        """The user's subscribed browsers."""
+        ...
