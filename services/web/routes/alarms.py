@@ -10,13 +10,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import AwareDatetime
 
 from services.alarms.model import Outcome
 from services.web.context import HubContext
 from services.web.deps import Alarms, Ctx, PageUser, StaffUser, alarms_port
 from services.web.i18n import translator
-from services.web.models import AlarmPublic, ProvisionalAlarmPublic, ResolveBody
+from services.web.models import (
+    AlarmPublic,
+    ProvisionalAlarmPublic,
+    ResolveBody,
+    SupportedTime,
+)
 from services.web.pages import csrf_token, locale_for, login_redirect, monitoring_off, page
 
 _LOGGER = logging.getLogger(__name__)
@@ -32,7 +36,7 @@ def list_alarms(
     ctx: Ctx,
     _user: StaffUser,
     state: Annotated[Literal["active", "all"], Query()] = "active",
-    since: Annotated[AwareDatetime | None, Query()] = None,
+    since: Annotated[SupportedTime | None, Query()] = None,
 ) -> list[dict[str, Any]]:
     """Alarms (SPEC §5 JSON): active ones, or all raised since a time."""
     return alarms_port(ctx).list_alarms(state, since)
