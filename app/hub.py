@@ -26,6 +26,7 @@ from carehub import heartbeat
 from carehub.clock import Clock, SystemClock
 from carehub.errors import ConfigError
 from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped
+from carehub.private import private_db
 from carehub.settings import MqttTarget, Settings
 from carehub.site import Site, SiteIndex
 from gateway.service import GatewayService
@@ -248,7 +249,7 @@ class Hub:
 
     def start(self) -> None:
         """Start the parts in order (gateway, rules, api); on failure stop what started."""
-        self.settings.db.parent.mkdir(parents=True, exist_ok=True)
+        private_db(self.settings.db)  # 0600 before any part opens it (docs/security.md)
         try:
             if "gateway" in self.parts:
                 self._start_gateway()
@@ -480,7 +481,9 @@ class Hub:
         """`carehub run gateway` alone still takes vendor webhooks: they are gateway input."""
         from fastapi import FastAPI
 
-        app = FastAPI(title="CareHub gateway webhooks", docs_url=None, redoc_url=None)
+        app = FastAPI(
+            title="CareHub gateway webhooks", docs_url=None, redoc_url=None, openapi_url=None
+        )
         for router in self._webhook_routers():
             app.include_router(router)
         server = _WebServer(app, *self._http_address())
