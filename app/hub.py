@@ -99,13 +99,14 @@ class _WebServer:
         import uvicorn
 
         from app.broker import free_port
+        from app.webserver import server_config
 
         self.host = host
         self.port = port or free_port(host)
-        config = uvicorn.Config(
+        config = server_config(  # limits against slow and greedy clients
             app,
-            host=host,
-            port=self.port,
+            host,
+            self.port,
             log_level="warning",
             lifespan="off",
             proxy_headers=True,
@@ -259,7 +260,9 @@ class Hub:
                 self._start_rules()
             if "api" in self.parts:
                 self._start_api()
-            elif "gateway" in self.parts and self._webhook_token() is not None:
+            elif "gateway" in self.parts and (
+                self._webhook_token() is not None or self.settings.webhook_secret is not None
+            ):
                 self._start_webhook_only()
         except BaseException:
             self.stop()
@@ -304,6 +307,8 @@ class Hub:
             ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
             handover_db=self.settings.db,
             handover_stall_s=self.settings.handover_stall_s,
+            disk_path=self.settings.db,
+            disk_min_free_bytes=self.settings.disk_min_free_mb * 2**20,
         )
         self.gateway = GatewayService(ingestor, config, self.clock)
         from services.rules.monitoring import MonitoringSwitch
@@ -317,7 +322,7 @@ class Hub:
         self._start_retention()
 
         def status() -> dict[str, Any]:
-            store = gateway.store_watch.state()
+            store = gateway.storage_state()
             state = store if store != "ok" else "ok" if gateway.connected else "broker disconnected"
             return {"state": state, "metrics": gateway.metrics()}
 
@@ -497,7 +502,10 @@ class Hub:
         from gateway.webhook import webhook_router
 
         token = self._webhook_token()
-        return [webhook_router(self.gateway.ingestor, token, self.gateway.publish_result)]
+        secret = self.settings.webhook_secret
+        return [
+            webhook_router(self.gateway.ingestor, token, self.gateway.publish_result, secret=secret)
+        ]
 
     # --- helpers --------------------------------------------------------------------------
 

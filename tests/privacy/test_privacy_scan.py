@@ -114,7 +114,7 @@ def test_no_resident_name_on_mqtt_in_the_store_or_in_the_logs(
         # last night, from every device, in every format (the webhook vendor over HTTP)
         night = datetime.now(TZ).date() - timedelta(days=1)
         uplinks = night_uplinks(night, Counters())
-        hook = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+        hook = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
         with httpx.Client(base_url=base, timeout=10) as http:
             for up in uplinks:
                 if up.webhook:
