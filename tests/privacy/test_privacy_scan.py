@@ -185,7 +185,9 @@ def test_no_resident_name_on_mqtt_in_the_store_or_in_the_logs(
 
     # MQTT: every topic and payload seen on '#'
     seen = everything.messages
-    assert len(seen) > 2 * mqtt_count  # uplinks, canonical events, alarms, dead letters
+    # uplinks, canonical events, alarms, dead letters (sampled: a device's dead letters past
+    # the first of each minute are counted, not published; docs/security.md)
+    assert len(seen) > 1.5 * mqtt_count
     assert {m.topic.split("/")[2] for m in seen if m.topic.startswith("carehub/")} >= {
         "devices",
         "events",
