@@ -160,7 +160,24 @@ def config_text(out: Path, port: int = 1883, tls_port: int | None = None) -> str
             f"keyfile {out / 'tls' / 'server.key'}",
             "tls_version tlsv1.2",
         ]
+    lines += ["", *BROKER_LIMITS]
     return "\n".join(lines) + "\n"
+
+
+MAX_MESSAGE_BYTES = 64 * 1024
+"""A device uplink is at most 4 KiB (every codec, gateway/codecs/base.py `check_size`); the
+hub's own messages (an alarm with a 2,000-character note, a webhook body turned into an
+event) stay far below 64 KiB. A device that sends more is cut off by the broker before it
+is read into memory; between 4 and 64 KiB it is dead-lettered as `oversize`."""
+
+BROKER_LIMITS = (
+    '# Limits (docs/security.md, "MQTT"): one hostile publish must not cost the broker or the',
+    "# gateway hundreds of MB. A larger packet closes the sender's connection unread.",
+    f"max_packet_size {MAX_MESSAGE_BYTES + 1024}",
+    f"message_size_limit {MAX_MESSAGE_BYTES}",
+    "# At most this much queued per client (offline sessions, unacknowledged QoS 1).",
+    f"max_queued_bytes {64 * 1024 * 1024}",
+)
 
 
 def write_broker_config(

@@ -19,6 +19,7 @@ from app.commands import services as services_commands
 from app.commands import sim as sim_commands
 from app.commands import users as user_commands
 from carehub.errors import ConfigError
+from carehub.private import private_umask
 
 app = typer.Typer(
     name="carehub",
@@ -225,5 +226,7 @@ _register_parts()
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point. Files it creates are private (0600, folders 0700): the database
+    holds health data and password hashes (docs/security.md, "Files")."""
+    private_umask()
     app()

@@ -26,6 +26,7 @@ from carehub import heartbeat
 from carehub.clock import Clock, SystemClock
 from carehub.errors import ConfigError
 from carehub.mqtt import ClientOptions, Protocol, close, connect_until_stopped
+from carehub.private import private_db
 from carehub.settings import MqttTarget, Settings
 from carehub.site import Site, SiteIndex
 from gateway.service import GatewayService
@@ -143,13 +144,14 @@ class _WebServer:
         import uvicorn
 
         from app.broker import free_port
+        from app.webserver import server_config
 
         self.host = host
         self.port = port or free_port(host)
-        config = uvicorn.Config(
+        config = server_config(  # limits against slow and greedy clients
             app,
-            host=host,
-            port=self.port,
+            host,
+            self.port,
             log_level="warning",
             lifespan="off",
             proxy_headers=True,
@@ -299,7 +301,7 @@ class Hub:
 
     def start(self) -> None:
         """Start the parts in order (gateway, rules, api); on failure stop what started."""
-        self.settings.db.parent.mkdir(parents=True, exist_ok=True)
+        private_db(self.settings.db)  # 0600 before any part opens it (docs/security.md)
         try:
             if "gateway" in self.parts:
                 self._start_gateway()
@@ -309,7 +311,9 @@ class Hub:
                 self._start_rules()
             if "api" in self.parts:
                 self._start_api()
-            elif "gateway" in self.parts and self._webhook_token() is not None:
+            elif "gateway" in self.parts and (
+                self._webhook_token() is not None or self.settings.webhook_secret is not None
+            ):
                 self._start_webhook_only()
         except BaseException:
             self.stop()
@@ -354,6 +358,8 @@ class Hub:
             ca_file=str(self.settings.mqtt_ca_file) if self.settings.mqtt_ca_file else None,
             handover_db=self.settings.db,
             handover_stall_s=self.settings.handover_stall_s,
+            disk_path=self.settings.db,
+            disk_min_free_bytes=self.settings.disk_min_free_mb * 2**20,
         )
         self.gateway = GatewayService(ingestor, config, self.clock)
         from services.rules.monitoring import MonitoringSwitch
@@ -367,7 +373,7 @@ class Hub:
         self._start_retention()
 
         def status() -> dict[str, Any]:
-            store = gateway.store_watch.state()
+            store = gateway.storage_state()
             state = store if store != "ok" else "ok" if gateway.connected else "broker disconnected"
             return {"state": state, "metrics": gateway.metrics()}
 
@@ -619,7 +625,9 @@ class Hub:
         """`carehub run gateway` alone still takes vendor webhooks: they are gateway input."""
         from fastapi import FastAPI
 
-        app = FastAPI(title="CareHub gateway webhooks", docs_url=None, redoc_url=None)
+        app = FastAPI(
+            title="CareHub gateway webhooks", docs_url=None, redoc_url=None, openapi_url=None
+        )
         for router in self._webhook_routers():
             app.include_router(router)
         server = _WebServer(app, *self._http_address())
@@ -633,7 +641,10 @@ class Hub:
         from gateway.webhook import webhook_router
 
         token = self._webhook_token()
-        return [webhook_router(self.gateway.ingestor, token, self.gateway.publish_result)]
+        secret = self.settings.webhook_secret
+        return [
+            webhook_router(self.gateway.ingestor, token, self.gateway.publish_result, secret=secret)
+        ]
 
     # --- helpers --------------------------------------------------------------------------
 

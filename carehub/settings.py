@@ -111,6 +111,15 @@ class Settings(BaseSettings):
         gt=0,
         description="An event waiting this long for the rules engine raises handover_stalled.",
     )
+    disk_min_free_mb: int = Field(
+        1024,
+        ge=0,
+        description="Less free disk than this where CAREHUB_DB lives raises store_failing.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key vendors sign webhook bodies with (then signing is required).",
+    )
 
     @field_validator("mqtt_prefix")
     @classmethod

@@ -62,6 +62,7 @@ def backup(source: Path, target: Path | None) -> None:
             sys.stdout.buffer.flush()
         else:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # also when it existed with a wider mode
             with os.fdopen(fd, "wb") as out, snapshot.open("rb") as fh:
                 shutil.copyfileobj(fh, out)
 
@@ -82,11 +83,15 @@ def restore(source: Path, target: Path, *, force: bool = False) -> None:
     _copy(source, staged)
     for leftover in (wal, Path(f"{target}-shm")):
         leftover.unlink(missing_ok=True)
+    staged.chmod(0o600)
     staged.replace(target)
 
 
 def main(argv: list[str]) -> int:
-    """`backup SRC DEST|-` or `restore SRC DEST [--force]`; exit status 2 on refusal."""
+    """`backup SRC DEST|-` or `restore SRC DEST [--force]`; exit status 2 on refusal.
+
+    Every file it makes is 0600: a backup holds health data and password hashes."""
+    os.umask(0o077)
     args = [a for a in argv if a != "--force"]
     if len(args) != 3 or args[0] not in ("backup", "restore"):
         print(__doc__, file=sys.stderr)

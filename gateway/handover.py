@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from carehub import handover as handover_log
 from carehub.events import CanonicalEvent
+from carehub.private import private_db
 from carehub.timefmt import rfc3339
 from carehub.topics import SiteTopics
 from gateway.emergency import Publish
@@ -56,6 +57,7 @@ class HandoverWatch:
         self.site = site
         self.stall_s = stall_s
         self.topic = SiteTopics(prefix, site).provisional_handover()
+        private_db(Path(db))
         self._conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=5)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._lock = threading.Lock()

@@ -32,6 +32,7 @@ from gateway.codecs import (
     registry,
 )
 from gateway.codecs.base import check_size
+from gateway.deadletters import DeadLetterSampler
 from gateway.errors import StoreUnavailableError
 from gateway.metrics import Counters
 from gateway.selftest import selftest_event
@@ -162,6 +163,8 @@ class Ingestor:
         self.topics = TopicMap(prefix, site_index)
         self.counters = Counters()
         self._skew = ClockSkew(self.counters)
+        self.dead_letters = DeadLetterSampler()
+        """Which rejections keep a dead letter (gateway/deadletters.py); all are counted."""
         self._flush_every = flush_every
         self._count_gaps = count_gaps
         self._lock = threading.RLock()
@@ -533,16 +536,30 @@ class Ingestor:
         letter = DeadLetter.of(
             self.site, topic, payload, err.reason.value, err.detail, received_at, device_id
         )
-        self.store.add_dead_letter(letter)
         self.counters.inc("carehub_gateway_rejected_total", reason=err.reason.value)
-        if err.reason is not Reason.RATE_LIMITED:  # a flood logs once (flooding), not per message
+        keep, sampling = self.dead_letters.keep(device_id or topic, err.reason.value, received_at)
+        if keep:
+            self.store.add_dead_letter(letter)
+        else:
+            self.counters.inc(
+                "carehub_gateway_dead_letters_sampled_out_total", reason=err.reason.value
+            )
+        if err.reason is Reason.RATE_LIMITED:
+            pass  # a flood logs once (flooding), not per message
+        elif keep:
             _LOGGER.info("dead letter from %s: %s (%s)", topic, err.reason.value, err.detail)
+        elif sampling:
+            _LOGGER.warning(
+                "dead letters from %s (%s) sampled for the rest of this minute: counted, not kept",
+                device_id or topic,
+                err.reason.value,
+            )
         return IngestResult(
             IngestOutcome.REJECTED,
             reason=err.reason.value,
             detail=err.detail,
             device_id=device_id,
-            dead_letter=letter,
+            dead_letter=letter if keep else None,  # sampled out: neither stored nor published
         )
 
     # --- supervision, durability ----------------------------------------------------------

@@ -32,6 +32,7 @@ from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig
 from carehub.topics import SELFTEST_DEVICE, SiteTopics
 from gateway.budget import RateBudget
 from gateway.codecs import codec_for
+from gateway.diskwatch import DiskWatch
 from gateway.emergency import EMERGENCY_AFTER_S, ProvisionalAlarms
 from gateway.handover import CHECK_EVERY_S, STALL_AFTER_S, HandoverWatch, HandsOver
 from gateway.metrics import Counters
@@ -61,6 +62,9 @@ class GatewayConfig:
     """The SQLite file with the hand-over log to watch (None: no rules engine reads one)."""
     handover_stall_s: float = STALL_AFTER_S
     """The oldest unhandled hand-over row older than this raises `handover_stalled`."""
+    disk_path: Path | None = None
+    """Watch free space where this file lives (gateway/diskwatch.py); None: not watched."""
+    disk_min_free_bytes: int = 1024 * 2**20
 
 
 class GatewayService:
@@ -107,6 +111,9 @@ class GatewayService:
             else None
         )
         self._next_handover_check = 0.0
+        self.disk_watch = (
+            DiskWatch(config.disk_path, config.disk_min_free_bytes) if config.disk_path else None
+        )
         self.on_handover: Callable[[], None] | None = None
         """Called right after a commit that handed events over: the in-process rules
         engine's wake-up (app/hub.py wires it in the one-process layout)."""
@@ -156,9 +163,7 @@ class GatewayService:
                     _LOGGER.exception("clearing old provisional alarms failed; trying again")
                     continue
             try:
-                self.provisional.store_state(
-                    self.store_watch.state(), self.clock.now(), self._publish
-                )
+                self.provisional.store_state(self.storage_state(), self.clock.now(), self._publish)
                 waiting = self.subscriber.unsettled(self.config.emergency_after_s)
                 if waiting:
                     n = self.provisional.announce(waiting, self._publish)
@@ -170,6 +175,14 @@ class GatewayService:
                     self.handover_watch.check(self._publish, self.connected)
             except Exception:
                 _LOGGER.exception("provisional alarms failed; the normal path goes on")
+
+    def storage_state(self) -> str:
+        """'ok', or why the store cannot (or soon cannot) take commits: it hangs, or the disk
+        is nearly full. Either raises the `store_failing` technical alarm."""
+        state = self.store_watch.state()
+        if state == "ok" and self.disk_watch is not None:
+            state = self.disk_watch.state()
+        return state
 
     def _publish(self, topic: str, payload: bytes, retain: bool) -> None:
         client = self.subscriber.client

@@ -284,3 +284,46 @@ def test_one_login_for_several_parts_is_refused_anonymous_is_not() -> None:
     with pytest.raises(ConfigError, match="api"):  # the api still shares the gateway's
         broker_logins(own, ("gateway", "rules", "api"))
     assert set(broker_logins(Settings(mqtt_url="mqtt://h:1883"), ("gateway", "rules", "api")))
+
+
+@pytest.mark.mosquitto_only
+def test_a_huge_publish_is_refused_by_the_broker_and_never_reaches_the_gateway(
+    locked_broker: tuple[int, dict[str, str]],
+) -> None:
+    """docs/security.md, "MQTT": one 255 MB publish took the gateway to 869 MB. Now the
+    broker cuts the sender off unread; a normal message still passes."""
+    port, creds = locked_broker
+    gateway, outcome = _connect(
+        port, "carehub-gateway", "carehub-gateway", creds["carehub-gateway"]
+    )
+    assert outcome == "ok"
+    sizes: list[int] = []
+    gateway.on_message = lambda _c, _u, m: sizes.append(len(m.payload))
+    gateway.subscribe("carehub/testhjem/devices/+/up", qos=1)
+    time.sleep(0.3)
+    device, outcome = _connect(port, "fall-a1", "fall-a1", creds["fall-a1"])
+    assert outcome == "ok"
+    device.publish("carehub/testhjem/devices/fall-a1/up", b"x" * (2 * 1024 * 1024), qos=1)
+    time.sleep(1.0)
+    device.loop_stop()
+    device.disconnect()
+    again, outcome = _connect(port, "fall-a1", "fall-a1", creds["fall-a1"])
+    assert outcome == "ok"
+    again.publish("carehub/testhjem/devices/fall-a1/up", b'{"seq": 1}', qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 5
+    while not sizes and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert sizes == [10]
+    for c in (gateway, again):
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_the_generated_config_sets_size_and_queue_limits(tmp_path: Path) -> None:
+    from app.brokerconfig import config_text
+
+    text = config_text(tmp_path)
+    assert "message_size_limit 65536" in text
+    assert "max_packet_size 66560" in text
+    assert "max_queued_bytes 67108864" in text

@@ -51,6 +51,17 @@ def test_check_config_bad_file_exits_2_naming_the_field(tmp_path: Path) -> None:
     ), r.stderr
 
 
+def test_check_config_on_a_yaml_bomb_is_a_short_line_numbered_error(tmp_path: Path) -> None:
+    lines = ["site: x", 'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{n}: &a{n} [{','.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 10)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    r = run("check-config", str(bomb))
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert re.search(r"line 3: \(top level\): aliases", r.stderr), r.stderr
+
+
 def test_unknown_command_is_bad_usage() -> None:
     assert run("no-such-command").returncode == 2
 

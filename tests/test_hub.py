@@ -38,10 +38,15 @@ def hub_env(tmp_path: Path, broker: MosquittoBroker, http_port: int) -> dict[str
     )
 
 
+def password_of(name: str) -> str:
+    """Long enough, not common, and without the login name (docs/security.md)."""
+    return f"pass-2026-{name[::-1]}!"
+
+
 def add_user(env: dict[str, str], name: str, role: str) -> None:
     subprocess.run(
         [*CAREHUB, "user", "add", name, "--role", role],
-        input=f"{name}-pass-2026!\n",
+        input=f"{password_of(name)}\n",
         text=True,
         env=env,
         check=True,
@@ -64,7 +69,7 @@ def wait_http(url: str, procs: list[Proc], timeout: float = 30) -> None:
 
 
 def token(base: str, name: str) -> dict[str, str]:
-    r = httpx.post(f"{base}/api/token", data={"username": name, "password": f"{name}-pass-2026!"})
+    r = httpx.post(f"{base}/api/token", data={"username": name, "password": password_of(name)})
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -192,3 +193,76 @@ def test_room_bound_device_counts_for_every_resident_of_the_room() -> None:
     fall = index.device("fall-b1")
     assert fall is not None
     assert sorted(index.residents_of(fall)) == ["r-003", "r-004"]
+
+
+# --- hostile and broken site files (docs/security.md, "Site file") ---------------------------
+
+
+def test_billion_laughs_gives_a_small_fast_line_numbered_error() -> None:
+    lol = ["site: x", 'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for n in range(1, 10):
+        refs = ",".join([f"*a{n - 1}"] * 9)
+        lol.append(f"a{n}: &a{n} [{refs}]")
+    started = time.monotonic()
+    found = problems("\n".join(lol) + "\n")
+    assert time.monotonic() - started < 2
+    assert len(found) == 1
+    line, _where, message = found[0]
+    assert "aliases" in message
+    assert line == 3  # the first alias
+
+
+def test_python_tags_are_refused_with_a_line() -> None:
+    found = problems(MINIMAL + "benefit: !!python/object/apply:os.system ['true']\n")
+    assert found[0][0] == 9
+    assert "not valid YAML" in found[0][2]
+
+
+def test_a_long_timezone_is_a_line_numbered_error_not_oserror() -> None:
+    found = problems(MINIMAL + f"timezone: {'x' * 300}\n")
+    assert found[0][0] == 9
+    assert found[0][1] == "timezone"
+    assert "unknown time zone" in found[0][2]
+
+
+def test_an_oversized_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    residents = "".join(f"  - {{id: r-{i:06d}, room: a-1}}\n" for i in range(200_000))
+    big.write_text(MINIMAL.replace("residents:\n", "residents:\n" + residents))
+    assert big.stat().st_size > 5 * 1024 * 1024
+    started = time.monotonic()
+    with pytest.raises(SiteFileError) as info:
+        load_site(big)
+    assert time.monotonic() - started < 1
+    assert "larger than 5 MB" in str(info.value)
+
+
+def test_the_same_device_in_two_rooms_without_dates_names_both_lines() -> None:
+    text = MINIMAL + "  - {id: fall-a1, kind: fall, model: carehub-v1, room: a-2}\n"
+    found = problems(text)
+    assert len(found) == 1
+    line, where, message = found[0]
+    assert line == 9
+    assert where == "devices[1].from"
+    assert "also bound on line 8" in message
+
+
+@pytest.mark.parametrize("device_id", ["carehub-gateway", "carehub-api", "hub", "carehub-x"])
+def test_a_device_may_not_take_a_service_name(device_id: str) -> None:
+    text = MINIMAL.replace("id: fall-a1", f"id: {device_id}")
+    found = problems(text)
+    assert found[0][0] == 8
+    assert "reserved" in found[0][2]
+
+
+def test_anchors_and_merge_keys_within_reason_still_load() -> None:
+    text = MINIMAL.replace(
+        "devices:\n", "x-fall: &fall {kind: fall, model: carehub-v1}\ndevices:\n"
+    )
+    text = text.replace(
+        "  - {id: fall-a1, kind: fall, model: carehub-v1, room: a-1}",
+        "  - {<<: *fall, id: fall-a1, room: a-1}",
+    )
+    with pytest.raises(SiteFileError) as info:  # x-fall is an unknown key: still one error
+        parse_site(text)
+    assert [p.where() for p in info.value.problems] == ["x-fall"]

@@ -2,6 +2,11 @@
 
 A care home's IT person edits the file by hand, so each problem names its line, its field and
 what is allowed, and all of them come back at once rather than one per attempt.
+
+The file is also untrusted input (docs/security.md, "Site file"): it is read with a safe
+loader only (no Python tags), at most `MAX_SITE_BYTES`, and with a bounded alias expansion,
+so a hostile or broken file gives a line-numbered error at once instead of a traceback or
+gigabytes of memory.
 """
 
 from __future__ import annotations
@@ -17,6 +22,33 @@ from pydantic import ValidationError
 from carehub.errors import ConfigError
 from carehub.site.bindings import binding_instant
 from carehub.site.model import Site
+
+RESERVED_DEVICE_IDS = frozenset(
+    {
+        "carehub-gateway",
+        "carehub-rules",
+        "carehub-api",
+        "carehub-sim",
+        "carehub-hub",
+        "carehub-central",
+        "hub",
+        "carehub",
+    }
+)
+"""Broker usernames of CareHub's services and the self-test's device (`hub`), and with them
+every id that starts with `carehub-`: a device named so would share a service's credential
+and ACL in the generated broker config."""
+
+MAX_SITE_BYTES = 5 * 1024 * 1024
+"""A site file of a large care home is a few hundred kB; five MB is far beyond any."""
+
+MAX_EXPANDED_NODES = 1_000_000
+"""Nodes after expanding every alias; a billion-laughs file goes far beyond, a real one not."""
+
+MAX_EXPANSION = 10
+"""Aliases may make the document at most this many times larger than what is written."""
+
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,27 +80,60 @@ class SiteFileError(ConfigError):
         super().__init__("\n".join(lines))
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys, which PyYAML would otherwise silently drop."""
+class _LineLoader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """libyaml's safe loader where installed (several times faster), else PyYAML's; both
+    keep line marks. Only safe tags: a `!!python/...` tag is a ConstructorError."""
 
 
-def _compose_lines(
-    node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]
-) -> Iterator[Problem]:
-    lines[path] = node.start_mark.line + 1
+def _expanded_size(root: yaml.Node) -> tuple[int, int]:
+    """(nodes as written, nodes once every alias is expanded), in linear time: a shared node
+    is sized once. Iterative, so a deep file cannot exhaust the stack."""
+    sizes: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in sizes:
+            continue
+        sizes[id(node)] = 0
+        order.append(node)
+        stack.extend(_children(node))
+    for node in reversed(order):
+        total = 1 + sum(sizes[id(c)] for c in _children(node))
+        sizes[id(node)] = min(total, MAX_EXPANDED_NODES * MAX_EXPANSION + 1)
+    return len(order), sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in seen:
-                yield Problem((*path, key), "appears twice", key_node.start_mark.line + 1)
-            seen.add(key)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            yield from _compose_lines(value_node, (*path, key), lines)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            yield from _compose_lines(item, (*path, i), lines)
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _compose_lines(root: yaml.Node, lines: dict[tuple[str | int, ...], int]) -> Iterator[Problem]:
+    """Line numbers by path, and duplicate keys. A node reached again through an alias is not
+    walked again: its lines are those of the anchor, and a bomb cannot multiply the work."""
+    walked: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[str | int, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        lines.setdefault(path, node.start_mark.line + 1)
+        if id(node) in walked:
+            continue
+        walked.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                if key in seen:
+                    yield Problem((*path, key), "appears twice", key_node.start_mark.line + 1)
+                seen.add(key)
+                lines[(*path, key)] = key_node.start_mark.line + 1
+                stack.append((value_node, (*path, key)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(((item, (*path, i)) for i, item in enumerate(node.value)))
 
 
 def _line_for(path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> int | None:
@@ -102,18 +167,28 @@ def parse_site(text: str, source: str = "<site file>") -> Site:
 def check_site(text: str, source: str = "<site file>") -> tuple[Site, list[Problem]]:
     """Validate site-file text: the site and its warnings (line-numbered, like problems:
     things that work but are probably not meant, e.g. a ward no phone hears)."""
+    if len(text) > MAX_SITE_BYTES:
+        too_big = f"the file is larger than {MAX_SITE_BYTES // (1024 * 1024)} MB"
+        raise SiteFileError(source, [Problem((), too_big, 1)])
+    loader = _LineLoader(text)
     try:
-        root = yaml.compose(text, Loader=_LineLoader)
+        root = loader.get_single_node()
+        if root is None:
+            raise SiteFileError(source, [Problem((), "the file is empty")])
+        written, expanded = _expanded_size(root)
+        if expanded > max(MAX_EXPANDED_NODES, MAX_EXPANSION * written):
+            msg = "aliases (*name) expand the file too far; write the entries out"
+            raise SiteFileError(source, [Problem((), msg, _first_alias_line(text))])
+        lines: dict[tuple[str | int, ...], int] = {}
+        problems = list(_compose_lines(root, lines))
+        data = loader.construct_document(root)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(err, "problem", None) or str(err)
         raise SiteFileError(source, [Problem((), f"not valid YAML: {problem}", line)]) from err
-    if root is None:
-        raise SiteFileError(source, [Problem((), "the file is empty")])
-    lines: dict[tuple[str | int, ...], int] = {}
-    problems = list(_compose_lines(root, (), lines))
-    data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         problems.append(Problem((), "the top level must be a mapping (key: value lines)", 1))
         raise SiteFileError(source, problems)
@@ -123,7 +198,7 @@ def check_site(text: str, source: str = "<site file>") -> tuple[Site, list[Probl
     except ValidationError as err:
         problems.extend(_pydantic_problems(err))
     if site is not None:
-        problems.extend(_cross_check(site))
+        problems.extend(_cross_check(site, lines))
     if problems:
         located = [Problem(p.path, p.message, p.line or _line_for(p.path, lines)) for p in problems]
         raise SiteFileError(source, located)
@@ -132,16 +207,33 @@ def check_site(text: str, source: str = "<site file>") -> tuple[Site, list[Probl
     return site, warnings
 
 
+def _first_alias_line(text: str) -> int:
+    """The line of the first alias (`*name`), where an expansion starts."""
+    for n, line in enumerate(text.splitlines(), start=1):
+        if "*" in line.split("#", 1)[0]:
+            return n
+    return 1
+
+
 def load_site(path: Path | str) -> Site:
     """Read and validate a site file."""
     return check_site_file(path)[0]
 
 
 def check_site_file(path: Path | str) -> tuple[Site, list[Problem]]:
-    """Read and validate a site file: the site and its warnings."""
+    """Read and validate a site file (at most `MAX_SITE_BYTES`): the site and its warnings."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_SITE_BYTES + 1)
+        if len(raw) > MAX_SITE_BYTES:
+            too_big = f"the file is larger than {MAX_SITE_BYTES // (1024 * 1024)} MB"
+            raise SiteFileError(str(path), [Problem((), too_big, 1)])
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SiteFileError(
+            str(path), [Problem((), f"not UTF-8 text (byte {err.start})", None)]
+        ) from err
     except OSError as err:
         raise SiteFileError(
             str(path), [Problem((), f"cannot read the file: {err.strerror}")]
@@ -149,7 +241,7 @@ def check_site_file(path: Path | str) -> tuple[Site, list[Problem]]:
     return check_site(text, str(path))
 
 
-def _cross_check(site: Site) -> Iterator[Problem]:
+def _cross_check(site: Site, lines: dict[tuple[str | int, ...], int]) -> Iterator[Problem]:
     """Checks that span entries: unique ids, rooms that exist, bindings that do not overlap."""
     rooms: dict[str, str] = {}
     yield from _unique(((("wards", i, "id"), w.id) for i, w in enumerate(site.wards)), "ward")
@@ -170,6 +262,11 @@ def _cross_check(site: Site) -> Iterator[Problem]:
     topics: dict[str, str] = {}
     for i, d in enumerate(site.devices):
         by_device.setdefault(d.id, []).append(i)
+        if d.id in RESERVED_DEVICE_IDS or d.id.startswith("carehub-"):
+            yield Problem(
+                ("devices", i, "id"),
+                f"{d.id!r} is reserved for CareHub's own services; give the device another id",
+            )
         if d.room is not None and d.room not in rooms:
             yield Problem(("devices", i, "room"), f"room {d.room!r} is in no ward's rooms")
         if d.resident is not None and d.resident not in residents:
@@ -197,16 +294,18 @@ def _cross_check(site: Site) -> Iterator[Problem]:
         spans = sorted(
             (
                 binding_instant(site.devices[i].from_, site),
-                binding_instant(site.devices[i].until, site),
+                binding_instant(site.devices[i].until, site, default_end=True),
                 i,
             )
             for i in idxs
         )
-        for (_, end_a, _a), (start_b, _, b) in itertools.pairwise(spans):
+        for (_, end_a, a), (start_b, _, b) in itertools.pairwise(spans):
             if start_b < end_a:
                 yield Problem(
                     ("devices", b, "from"),
-                    f"device {device_id!r} has overlapping bindings; give each a from/until",
+                    f"device {device_id!r} has overlapping bindings: it is also bound on line"
+                    f" {_line_for(('devices', a), lines)} for the same time; give each binding"
+                    " a from/until that do not overlap",
                 )
 
 

@@ -377,7 +377,9 @@ class Site(Strict):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as err:
-            msg = f"unknown time zone {value!r}; use an IANA name like Europe/Copenhagen"
+        except (ZoneInfoNotFoundError, ValueError, OSError) as err:
+            # OSError: a name too long for a file name (zoneinfo looks it up on disk)
+            shown = value if len(value) <= 60 else value[:60] + "..."
+            msg = f"unknown time zone {shown!r}; use an IANA name like Europe/Copenhagen"
             raise ValueError(msg) from err
         return value

@@ -23,6 +23,7 @@ import numpy as np
 
 from carehub import handover as handover_log
 from carehub.events import CanonicalEvent, EventType
+from carehub.private import private_db
 from carehub.site import DeviceKind
 from carehub.timefmt import from_us, to_us
 from gateway.store.base import (
@@ -138,7 +139,7 @@ class SqliteEventStore:
         raises no alarms). docs/handover.md"""
         self.path = Path(path)
         self.handover = handover
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_db(self.path)
         self.batch_size = batch_size
         self._lock = threading.RLock()
         self._write = self._connect()

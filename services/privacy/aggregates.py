@@ -30,6 +30,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from carehub.private import private_db
 from carehub.site import SiteIndex
 from carehub.timefmt import to_us
 from services.reports.freed_hours import ResidentNight
@@ -122,7 +123,7 @@ class AggregateStore:
         self.path = Path(db)
         self.site = site
         self.digest = digest
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_db(self.path)
         self._conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )

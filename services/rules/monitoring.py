@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from carehub.private import private_db
+
 _LOGGER = logging.getLogger(__name__)
 
 CACHE_S = 1.0
@@ -52,7 +54,7 @@ LATEST = (
 
 def connect(path: Path) -> sqlite3.Connection:
     """A connection to the shared file, with the switch's table made if it is new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_db(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")

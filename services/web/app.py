@@ -7,30 +7,38 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from carehub import __version__
 from carehub.errors import ConflictError, NotFoundError
 from services.notify.links import LinkError
 from services.web.context import HubContext
+from services.web.deps import CurrentUser
 from services.web.routes import admin, alarms, auth, devices, notify, push, reports, system
 from services.web.routes import round as round_view  # not the builtin round()
-from services.web.security import LoginThrottle, SecurityHeaders, Signer
+from services.web.security import LoginAudit, LoginThrottle, SecurityHeaders, Signer
 
 HERE = Path(__file__).resolve().parent
 
 
 def create_app(ctx: HubContext) -> FastAPI:
     """Build the web app over a hub context."""
+    open_docs = ctx.demo
     app = FastAPI(
         title="CareHub",
         version=__version__,
         description="Alarms, device status and reports of a CareHub care-home sensor hub.",
+        # the demo shows its API to anyone; a care home's only to those who may log in
+        docs_url="/docs" if open_docs else None,
+        redoc_url="/redoc" if open_docs else None,
+        openapi_url="/openapi.json" if open_docs else None,
     )
     app.state.ctx = ctx
     app.state.signer = Signer(ctx.secret_key)
     app.state.throttle = LoginThrottle()
+    app.state.login_audit = LoginAudit()
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(system.router)
@@ -42,7 +50,26 @@ def create_app(ctx: HubContext) -> FastAPI:
     app.add_exception_handler(NotFoundError, _domain_error)
     app.add_exception_handler(ConflictError, _domain_error)
     app.add_exception_handler(LinkError, _domain_error)
+    if not open_docs:
+        _docs_behind_login(app)
     return app
+
+
+def _docs_behind_login(app: FastAPI) -> None:
+    """/docs, /redoc and /openapi.json for logged-in users only (docs/security.md): the API's
+    map is no secret, but nobody outside the staff needs it."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_user: CurrentUser) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger(_user: CurrentUser) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} API")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(_user: CurrentUser) -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} API")
 
 
 async def _domain_error(_request: Request, err: Exception) -> JSONResponse:

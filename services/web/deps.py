@@ -89,18 +89,19 @@ def current_session(request: Request) -> Session | None:
 def current_user(request: Request, ctx: Ctx, token: Annotated[str | None, Depends(bearer)]) -> User:
     """The logged-in user from a bearer token or the session cookie; 401 otherwise.
 
-    Cookie-authenticated state changes must carry the session's CSRF token.
+    Cookie-authenticated state changes must carry the session's CSRF token. A session or
+    token issued before the user's last logout, password change or disable is refused.
     """
     signer = get_signer(request)
     if token:
-        username = signer.read_token(token)
-        user = ctx.users.get(username) if username else None
-        if user is None:
-            raise _unauthorized()
+        claim = signer.read_token(token)
+        user = ctx.users.get(claim[0]) if claim else None
+        if claim is None or user is None or user.generation != claim[1]:
+            raise _unauthorized()  # revoked: logout, new password or disabled
         return user
     session = current_session(request)
     user = ctx.users.get(session.username) if session else None
-    if session is None or user is None:
+    if session is None or user is None or user.generation != session.generation:
         raise _unauthorized()
     if request.method in UNSAFE_METHODS and not csrf_ok(
         session, request.headers.get("X-CSRF-Token")

@@ -6,15 +6,36 @@ alarm model writes (`carehub.timefmt`), so validating an answer never rewrites i
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, WithJsonSchema
 
 from carehub.site import DeviceKind, Priority
 from services.alarms.model import AlarmState, Outcome
 
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 """RFC 3339 in UTC, as written by the service that made the answer."""
+
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2199, 12, 31, tzinfo=UTC)
+
+
+def _supported(value: datetime) -> datetime:
+    """In UTC and within the years the stores handle; else a 422, never an OverflowError."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as err:
+        msg = "outside the supported range"
+        raise ValueError(msg) from err
+    if not EARLIEST_TIME <= utc <= LATEST_TIME:
+        msg = "outside the supported range (2000-01-01 … 2199-12-31)"
+        raise ValueError(msg)
+    return utc
+
+
+SupportedTime = Annotated[AwareDatetime, AfterValidator(_supported)]
+"""A time a client may ask about: with an offset, between 2000 and 2199 (docs/web-app.md)."""
 
 
 class Token(BaseModel):

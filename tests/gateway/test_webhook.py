@@ -17,7 +17,7 @@ from carehub.clock import FakeClock
 from carehub.site import SiteIndex
 from gateway.pipeline import Ingestor, IngestResult
 from gateway.store.sqlite import SqliteEventStore
-from gateway.webhook import webhook_router
+from gateway.webhook import sign, webhook_router
 from tests.gateway.conftest import SITE, T0
 from tests.support.server import ServerThread
 
@@ -37,7 +37,7 @@ def body(event_id: str = "ev-1", **over: Any) -> dict[str, Any]:
     return b
 
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -164,3 +164,98 @@ def test_real_server_round_trip(app: FastAPI) -> None:
     assert denied.status_code == 401
     assert denied.headers["www-authenticate"] == "Bearer"
     assert stored(app.state.db) == 1
+
+
+# --- signed calls, content type, slow bodies (docs/security.md, "Vendor webhook") ------------
+
+SECRET = "hmac-key-for-tests-0123456789"
+
+
+@pytest.fixture
+def signed_app(test_index: SiteIndex, tmp_path: Path) -> Iterator[FastAPI]:
+    ingestor = Ingestor(test_index, SqliteEventStore(tmp_path / "hub.db"))
+    application = FastAPI()
+    application.include_router(
+        webhook_router(
+            ingestor, SecretStr(TOKEN), clock=FakeClock(T0), secret=SECRET, body_timeout_s=1.0
+        )
+    )
+    application.state.db = tmp_path / "hub.db"
+    yield application
+    ingestor.close()
+
+
+def signed_headers(content: bytes, at: float, secret: str = SECRET) -> dict[str, str]:
+    stamp = str(int(at))
+    return {
+        "Content-Type": "application/json",
+        "X-CareHub-Timestamp": stamp,
+        "X-CareHub-Signature": sign(secret, stamp, content),
+    }
+
+
+def test_signed_calls_are_accepted_and_forgeries_refused(signed_app: FastAPI) -> None:
+    now = T0.timestamp()
+    content = json.dumps(body("ev-signed")).encode()
+    other = json.dumps(body("ev-other", event="DOSE_TAKEN")).encode()
+    with LiveClient(signed_app) as client:
+        assert client.post(URL, content=content, headers=signed_headers(content, now)).is_success
+        # the signature of one body does not cover another (a new event_id, say)
+        swapped = client.post(URL, content=other, headers=signed_headers(content, now))
+        assert swapped.status_code == 401
+        wrong_key = signed_headers(other, now, "not-the-secret")
+        assert client.post(URL, content=other, headers=wrong_key).status_code == 401
+        # the bearer token alone is not enough once a secret is set
+        assert client.post(URL, content=other, headers=AUTH).status_code == 401
+    assert stored(signed_app.state.db) == 1
+
+
+@pytest.mark.parametrize("offset", [-301, 301, -3600 * 24])
+def test_signed_calls_outside_five_minutes_are_replays(signed_app: FastAPI, offset: int) -> None:
+    content = json.dumps(body("ev-late")).encode()
+    with LiveClient(signed_app) as client:
+        r = client.post(
+            URL, content=content, headers=signed_headers(content, T0.timestamp() + offset)
+        )
+    assert r.status_code == 401
+    assert "window" in r.text
+    assert stored(signed_app.state.db) == 0
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_only_json_is_taken(app: FastAPI, content_type: str | None) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    with LiveClient(app) as client:
+        r = client.post(URL, content=json.dumps(body()).encode(), headers=headers)
+    assert r.status_code == 415
+    assert stored(app.state.db) == 0
+
+
+def test_a_slow_body_is_cut_off(signed_app: FastAPI) -> None:
+    import socket
+    import time
+
+    server = ServerThread(signed_app).start()
+    try:
+        content = json.dumps(body("ev-slow")).encode()
+        head = signed_headers(content, T0.timestamp())
+        lines = [f"POST {URL} HTTP/1.1", "Host: x", f"Content-Length: {len(content)}"]
+        lines += [f"{k}: {v}" for k, v in head.items()]
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + content[:10])
+            started = time.monotonic()
+            answer = sock.recv(1024)
+            waited = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert waited < 5
+    finally:
+        server.stop()
+    assert stored(signed_app.state.db) == 0
+
+
+def test_a_huge_body_is_refused_after_its_first_4_kib(app: FastAPI) -> None:
+    with LiveClient(app) as client:
+        r = client.post(URL, content=b"{" + b" " * 100_000 + b"}", headers=AUTH)
+    assert r.status_code == 413

@@ -15,13 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from carehub.private import private_db
+
 
 class StoreDb:
     """The shared connection: transactions, savepoints, reads and (transactional) writes."""
 
     def __init__(self, path: Path | str, schema: str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_db(self.path)
         self._conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )

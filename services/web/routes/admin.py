@@ -118,7 +118,7 @@ def _form_admin(request: Request, ctx: HubContext, csrf: str) -> User:
     malformed form is 422 before anyone is asked to log in."""
     session = current_session(request)
     user = ctx.users.get(session.username) if session else None
-    if session is None or user is None:
+    if session is None or user is None or user.generation != session.generation:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="not logged in")
     if not csrf_ok(session, csrf):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="missing or wrong CSRF token")

@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import AwareDatetime
 
 from services.alarms.model import Outcome
 from services.web.context import HubContext
@@ -21,6 +20,7 @@ from services.web.models import (
     AlarmPublic,
     ProvisionalAlarmPublic,
     ResolveBody,
+    SupportedTime,
 )
 from services.web.pages import csrf_token, locale_for, login_redirect, monitoring_off, page
 from services.web.ports import AlarmsPort, NotifyPort
@@ -38,7 +38,7 @@ def list_alarms(
     ctx: Ctx,
     _user: StaffUser,
     state: Annotated[Literal["active", "all"], Query()] = "active",
-    since: Annotated[AwareDatetime | None, Query()] = None,
+    since: Annotated[SupportedTime | None, Query()] = None,
 ) -> list[dict[str, Any]]:
     """Alarms (SPEC §5 JSON): active ones, or all raised since a time."""
     return alarms_port(ctx).list_alarms(state, since)

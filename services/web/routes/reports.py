@@ -1,8 +1,16 @@
 """Report routes for managers: JSON, CSV and the /reports page (docs/freed-hours.md,
-docs/web-app.md)."""
+docs/web-app.md).
+
+A report over a long period costs seconds of CPU, so the web answers at most
+`MAX_WEB_NIGHTS` nights and computes one report at a time per user: a second while the
+first runs is 429 (docs/security.md, "Expensive reports"). `carehub report` has no such cap.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Annotated, Any
 
@@ -30,11 +38,45 @@ To = Annotated[date | None, Query(alias="to", description="Last night, included.
 Ward = Annotated[str | None, Query(description="Only this ward.")]
 
 
+MAX_WEB_NIGHTS = 366
+"""A year, leap years included: enough for a yearly report, and a bound on one request's
+cost (a three-year sensitivity report took 25 s of CPU)."""
+
+BUSY_RETRY_AFTER_S = 5
+
+_running: set[str] = set()
+_running_lock = threading.Lock()
+
+
+@contextmanager
+def _one_at_a_time(user: User) -> Iterator[None]:
+    """Hold the user's report slot; 429 with Retry-After while another of theirs runs."""
+    with _running_lock:
+        if user.username in _running:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail="another report of yours is being computed; try again when it is done",
+                headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+            )
+        _running.add(user.username)
+    try:
+        yield
+    finally:
+        with _running_lock:
+            _running.discard(user.username)
+
+
 def _period(ctx: HubContext, first: date | None, last: date | None) -> tuple[date, date]:
     try:
-        return report_period(ctx.site, ctx.clock.now(), first, last)
+        a, b = report_period(ctx.site, ctx.clock.now(), first, last)
     except ValueError as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(err)) from err
+    if (b - a).days + 1 > MAX_WEB_NIGHTS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"at most {MAX_WEB_NIGHTS} nights per report on the web; use carehub report",
+        )
+    return a, b
 
 
 def _ward(ctx: HubContext, ward: str | None) -> str | None:
@@ -58,7 +100,8 @@ def freed_json(
     a, b = _period(ctx, first, last)
     w = _ward(ctx, ward)
     _audit(ctx, user, "freed-hours", a, b, w)
-    return freed_hours(ctx.site, report_source(ctx), a, b, w)
+    with _one_at_a_time(user):
+        return freed_hours(ctx.site, report_source(ctx), a, b, w)
 
 
 @router.get("/api/reports/freed-hours.csv", response_class=PlainTextResponse)
@@ -69,7 +112,8 @@ def freed_csv(
     a, b = _period(ctx, first, last)
     w = _ward(ctx, ward)
     _audit(ctx, user, "freed-hours.csv", a, b, w)
-    report = freed_hours(ctx.site, report_source(ctx), a, b, w)
+    with _one_at_a_time(user):
+        report = freed_hours(ctx.site, report_source(ctx), a, b, w)
     name = f"carehub-freed-hours-{ctx.site.site.site}-{a}-{b}.csv"
     return Response(
         freed_hours_csv(report),
@@ -86,7 +130,8 @@ def sensitivity_json(
     a, b = _period(ctx, first, last)
     w = _ward(ctx, ward)
     _audit(ctx, user, "sensitivity", a, b, w)
-    return sensitivity(ctx.site, report_source(ctx), a, b, w)
+    with _one_at_a_time(user):
+        return sensitivity(ctx.site, report_source(ctx), a, b, w)
 
 
 @router.get("/api/reports/utilisation")
@@ -96,7 +141,8 @@ def utilisation_json(
     """Alarms, response times, coverage, uptime, adherence, diaper changes, concurrency."""
     a, b = _period(ctx, first, last)
     _audit(ctx, user, "utilisation", a, b, None)
-    return utilisation(ctx.site, report_source(ctx), a, b)
+    with _one_at_a_time(user):
+        return utilisation(ctx.site, report_source(ctx), a, b)
 
 
 @router.get("/reports", response_class=HTMLResponse, include_in_schema=False)
@@ -116,9 +162,10 @@ def reports_page(
     a, b = _period(ctx, first, last)
     w = _ward(ctx, ward)
     _audit(ctx, user, "reports-page", a, b, w)
-    fh = freed_hours(ctx.site, report_source(ctx), a, b, w)
-    ut = utilisation(ctx.site, report_source(ctx), a, b)
-    sens = sensitivity(ctx.site, report_source(ctx), a, b, w)
+    with _one_at_a_time(user):
+        fh = freed_hours(ctx.site, report_source(ctx), a, b, w)
+        ut = utilisation(ctx.site, report_source(ctx), a, b)
+        sens = sensitivity(ctx.site, report_source(ctx), a, b, w)
     return page(
         request,
         ctx,

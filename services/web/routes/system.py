@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from services.web.deps import Ctx
@@ -25,9 +25,11 @@ def healthz(ctx: Ctx) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(ctx: Ctx) -> PlainTextResponse:
+def metrics(request: Request, ctx: Ctx) -> PlainTextResponse:
     """Prometheus text format. For the hub's own network only (see docs/security.md)."""
     lines = []
-    for name, value in sorted(ctx.metrics().items()):
+    values: dict[str, float] = dict(ctx.metrics())
+    values.update(request.app.state.login_audit.snapshot())
+    for name, value in sorted(values.items()):
         lines.append(f"{name} {value:g}")
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
