@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -48,11 +49,34 @@ class LocalBroker(Protocol):
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
+    """A TCP port nobody listens on right now, chosen below the kernel's ephemeral range.
+
+    A port the kernel hands out for `bind(0)` comes from the range it also uses for the source
+    ports of outgoing connections: between picking it and listening on it, one of the hub's own
+    connections (MQTT, ntfy, …) may take it. Below that range only listeners bind."""
+    low = _ephemeral_low()
+    rng = random.SystemRandom()
+    for _ in range(50):
+        port = rng.randrange(20_000, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux; 32768 where it cannot be read)."""
+    try:
+        first = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]
+        return max(20_001, int(first))
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
