@@ -491,8 +491,10 @@ class Hub:
         events = open_store(self.settings)
         self._stack.callback(events.close)
         prefix, site = self.settings.mqtt_prefix, self.site.site
+        # a test may serve the web app of a hub that does not run the api part itself
+        target = self.targets.get("api") or broker_logins(self.settings, ("api",))["api"]
         watch = _BrokerWatch(
-            self.targets["api"],
+            target,
             ClientOptions(
                 client_id=f"{self.options.client_id_prefix}-api",
                 protocol=self.options.protocol,
@@ -558,7 +560,7 @@ class Hub:
             clock=self.clock,
             alarms=board,
             reports=StoreReportSource(
-                site, events, alarms.raised_between, aggregates.stored_nights
+                site, events, alarms.raised_between, aggregates.stored_nights, checks.between
             ),
             privacy=privacy,
             round=rounds,
