@@ -5,7 +5,7 @@ digital check is recorded (CSRF on cookie sessions, like every state change) and
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -63,7 +63,9 @@ def _resident(body: dict[str, Any], rid: str) -> dict[str, Any]:
     return found
 
 
-def test_round_api_ok_visit_and_a_recorded_check(vouched: str) -> None:
+def test_round_api_ok_visit_and_a_recorded_check(
+    vouched: str, live_hub: tuple[Hub, ServerThread]
+) -> None:
     headers = bearer(vouched, "sofie")
     body = httpx.get(f"{vouched}/api/round", headers=headers).json()
     one = _resident(body, "r-001")
@@ -86,6 +88,11 @@ def test_round_api_ok_visit_and_a_recorded_check(vouched: str) -> None:
     assert r.json()["last_check"]["by"] == "sofie"
     shown = _resident(httpx.get(f"{vouched}/api/round", headers=headers).json(), "r-001")
     assert (shown["last_check"]["by"], shown["last_check"]["result"]) == ("sofie", "ok")
+    # the reports read the same checks (counted when they fall in a night: docs/round.md)
+    reports = live_hub[1].app.state.ctx.reports
+    now = datetime.now(UTC)
+    recorded = reports.digital_checks(now - timedelta(minutes=5), now + timedelta(minutes=1))
+    assert [(c.resident_id, c.result) for c in recorded] == [("r-001", "ok")]
     bad = httpx.post(f"{vouched}/api/round/r-001/check", headers=headers, json={"result": "fine"})
     assert bad.status_code == 422
     missing = httpx.post(f"{vouched}/api/round/r-999/check", headers=headers, json={"result": "ok"})
