@@ -68,6 +68,16 @@ class CheckStore:
             )
             self._conn.commit()
 
+    def add_many(self, checks: list[DigitalCheck]) -> None:
+        """Record many checks in one transaction (the backfill's simulated staff)."""
+        with self._lock:
+            self._conn.executemany(
+                "INSERT INTO digital_checks (site, resident_id, at_us, actor, result, note)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(self.site, c.resident_id, to_us(c.at), c.by, c.result, c.note) for c in checks],
+            )
+            self._conn.commit()
+
     def latest(self) -> dict[str, DigitalCheck]:
         """Each resident's newest check."""
         with self._lock:
