@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from app.broker import LocalBroker
 from app.hub import Hub
@@ -127,3 +127,24 @@ def test_round_page_on_a_phone_records_a_check(phone: Page, vouched: str) -> Non
     phone.screenshot(path=str(ARTIFACTS / "round-phone.png"), full_page=True)
     phone.goto(f"{vouched}/round?lang=da")
     assert phone.locator('li[data-resident="r-002"] .verdict').inner_text() == "Besøg"
+
+
+@pytest.mark.browser
+def test_round_page_follows_a_change_live(phone: Page, vouched: str, broker: LocalBroker) -> None:
+    """A diaper reading over the look threshold (50 %) turns r-001 from OK to Look on the open
+    page, without a reload: the page follows the hub's stream."""
+    login(phone, vouched, next_path="/round")
+    phone.wait_for_url(f"{vouched}/round")
+    verdict = phone.locator('li[data-resident="r-001"] .verdict')
+    verdict.wait_for()
+    assert verdict.inner_text() == "OK"
+    phone.evaluate("window.__same_page = true")  # gone if the page reloads
+    probe = MqttProbe(broker.host, broker.port)
+    try:
+        body = {"v": 1, "seq": 900, "ts": _z(), "type": "saturation", "level": 55}
+        probe.publish("carehub/testhjem/devices/diaper-r001/up", body)
+    finally:
+        probe.close()
+    expect(verdict).to_have_text("Look", timeout=15_000)
+    assert "Diaper 55 %" in phone.locator('li[data-resident="r-001"]').inner_text()
+    assert phone.evaluate("window.__same_page === true")
