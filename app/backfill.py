@@ -4,7 +4,9 @@ Every simulated message goes through the gateway's `Ingestor` (decode, validate,
 enrich, store) and every accepted event through the rules engine, on a fake clock that follows
 the messages; the simulated staff acknowledge and resolve the alarms through `AlarmService`, as
 the web app does, at the moments the simulated home says they came (`CareHome` plays them: the
-fall is cleared when they have helped, the diaper changed when they resolve its alarm). The
+fall is cleared when they have helped, the diaper changed when they resolve its alarm). They
+also make the care plan's digital checks on their rounds (`staff:check` markers), recorded in
+the check store and the audit log as the round API records them (docs/round.md). The
 stores end up as if the hub had run for those days, so the reports have history to work on.
 
 What makes it fast (a year of the 24-resident demo home in about a quarter of an hour):
@@ -48,6 +50,8 @@ from gateway.store.sqlite import SqliteEventStore
 from services.alarms.errors import AlarmError
 from services.alarms.service import AlarmService
 from services.alarms.store import AlarmStore
+from services.round.checks import CheckStore, DigitalCheck
+from services.round.service import AUDIT_ACTION
 from services.rules.engine import EngineConfig, RulesEngine
 from services.rules.rules import BATTERY_RESET_MARGIN
 
@@ -75,6 +79,7 @@ class BackfillReport:
     rejected: int = 0
     alarms: int = 0
     staff_actions: int = 0
+    digital_checks: int = 0
     seconds: float = 0.0
     first: str = ""
     last: str = ""
@@ -173,6 +178,8 @@ class _Staff:
         self.open: dict[tuple[str, str], str] = {}
         """(rule, device id) → the active alarm it raised."""
         self.deadlines: list[tuple[float, str]] = []
+        self.checks: list[DigitalCheck] = []
+        """Digital checks made since the last `take_checks`, for the check store."""
 
     def look(self) -> None:
         """Learn the alarms raised and ended since the last look."""
@@ -213,11 +220,28 @@ class _Staff:
     def act(self, t: float, device_id: str, body: bytes) -> None:
         """One `staff:*` marker: acknowledge or resolve the alarm it is about, if raised."""
         marker = json.loads(body)
+        if marker["action"] == "check":
+            self._check(t, marker["resident_id"], marker["result"])
+            return
         alarm_id = self.open.get((marker["rule"], device_id))
         if alarm_id is None:
             return  # no alarm (below a threshold, night-only rule, ...): nothing to answer
         self._at(t)
         self._do(marker["action"], alarm_id, marker.get("outcome"))
+
+    def _check(self, t: float, resident_id: str, result: str) -> None:
+        """A digital check from the round page: audited now, stored with `take_checks` (its
+        own SQLite connection must not write while the alarm store's transaction is open)."""
+        self._at(t)
+        self.checks.append(DigitalCheck(resident_id, self.clock.now(), STAFF, result))
+        detail = {"resident_id": resident_id, "result": result, "note": None}
+        self.service.record_access(STAFF, AUDIT_ACTION, detail)
+        self.report.digital_checks += 1
+
+    def take_checks(self) -> list[DigitalCheck]:
+        """The checks made since the last call."""
+        taken, self.checks = self.checks, []
+        return taken
 
     def sweep(self, t: float) -> None:
         """Close alarms nobody answered within `FORGOTTEN_S`."""
@@ -267,6 +291,7 @@ def backfill(
         EngineConfig(timer_grace=timedelta(0), supervise_unheard_devices=False),
     )
     staff = _Staff(alarms, clock, engine, report)
+    checks = CheckStore(db, site.site)
     low_battery: set[str] = set()
     thresholds = {r.id: engine_index.rules_for(r.id).battery_low.threshold for r in site.residents}
     site_threshold = engine_index.rules_for(None).battery_low.threshold
@@ -308,6 +333,8 @@ def backfill(
             clock.set(max(clock.now(), datetime.fromtimestamp(upto, UTC)))
             engine.tick(clock.now())
             staff.look()
+        if staff.checks:
+            checks.add_many(staff.take_checks())
 
     try:
         with alarms.transaction():
@@ -349,5 +376,6 @@ def backfill(
             close()  # stops the second process if we leave early
         ingestor.close()
         alarms.close()
+        checks.close()
     report.seconds = time.perf_counter() - began
     return report

@@ -602,6 +602,7 @@ class Hub:
                 alarms.raised_between,
                 aggregates.stored_nights,
                 deliveries=None if desk is None else desk.deliveries_between,
+                checks=checks.between,
             ),
             privacy=privacy,
             round=rounds,

@@ -20,7 +20,7 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -55,7 +55,8 @@ class Emission:
 
     `at` is when it is sent: the broker's or webhook's receive time. `what` names what it is —
     heartbeat, fall, saturation, status, or a fault (`fault:duplicate`, ...) — for tests, the
-    backfill and the status line.
+    backfill and the status line. A `staff:check` marker (a digital check) is about a resident,
+    not a device: its `device_id` is empty.
     """
 
     at: datetime
@@ -487,6 +488,21 @@ class CareHome:
         )
         due = self.local(day, NIGHT_DOSE)
         at(due + rng.uniform(0, 90), "dose", rid, f"night-{day.isoformat()}", outcome, rng.random())
+        self._plan_checks(rid, day, at)
+
+    def _plan_checks(self, rid: str, day: date, at: Callable[..., None]) -> None:
+        """The night staff's digital checks: the care plan's `checks_per_night`, spread evenly
+        over the night window as the round page spreads them (docs/round.md), each done a few
+        minutes after its moment. Their own seeded stream, so the rest of the home is as
+        before."""
+        rng = random.Random(f"{self.seed}:checks:{rid}:{day.isoformat()}")
+        planned = round(self.index.benefit_for(rid)["checks_per_night"])
+        if planned <= 0:
+            return
+        lo, hi = (x.timestamp() for x in self.index.night_bounds(day))
+        slot = (hi - lo) / planned
+        for k in range(planned):
+            at(lo + slot * k + rng.uniform(2, min(25, slot / 60 - 1)) * 60, "check", rid)
 
     def _bed_plan(
         self, rid: str, day: date, bed: float, rise: float, wakings: list[tuple[float, float]]
@@ -536,6 +552,17 @@ class CareHome:
                 # if it alarms, someone takes it 0.5-3 min after it does
                 ack = t + (rule.minutes + rng.uniform(0.5, 3)) * 60
                 self._staff(ack, device_id, "ack", "bed_exit")
+
+    def _on_check(self, t: float, rid: str) -> Iterator[Emission]:
+        """A digital check from the tablet (a `staff:check` marker): `ok` when the resident is
+        asleep in bed and not on the floor, else `visit_needed`."""
+        state = self.residents[rid]
+        fallen = any(self._fall_until.get(d, 0.0) > t for d in self.devices_of(rid, "fall", t))
+        ok = not state.awake and state.in_bed and not fallen
+        body = {"action": "check", "resident_id": rid, "result": "ok" if ok else "visit_needed"}
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        at = datetime.fromtimestamp(t, UTC)
+        yield Emission(at, "", "", payload, 0, False, "staff:check", "control")
 
     def _on_room(self, _t: float, rid: str, in_room: bool) -> Iterator[Emission]:
         """In or out of their room (the radar sees it)."""

@@ -101,6 +101,7 @@ def _open(
     from services.alarms.service import AlarmService
     from services.privacy.aggregates import site_digest, stored_nights_in
     from services.reports.service import StoreReportSource
+    from services.round.checks import checks_between_in
 
     settings = get_settings()
     try:
@@ -117,7 +118,13 @@ def _open(
         index,
         events,
         alarms,
-        StoreReportSource(index.site.site, events, alarms.raised_between, kept),
+        StoreReportSource(
+            index.site.site,
+            events,
+            alarms.raised_between,
+            kept,
+            checks=checks_between_in(settings.db, index.site.site),
+        ),
     )
 
 
@@ -177,7 +184,8 @@ def utilisation_cmd(
     last: ToOption = None,
     site: SiteOpt = None,
 ) -> None:
-    """Alarms, response times, coverage, device uptime, adherence, diaper changes (JSON)."""
+    """Alarms, response times, coverage, device uptime, adherence, diaper changes, digital
+    checks (JSON)."""
     from services.reports.service import utilisation
 
     index, events, alarms, source = _open(site)

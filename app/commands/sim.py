@@ -240,7 +240,8 @@ def backfill_cmd(
     rejected = f" ({report.rejected_reasons})" if report.rejected else ""
     typer.echo(
         f"{path}: {report.emissions} messages ({report.accepted} stored, {report.rejected} "
-        f"rejected{rejected}), {report.alarms} alarms, {report.staff_actions} staff actions "
+        f"rejected{rejected}), {report.alarms} alarms, {report.staff_actions} staff actions, "
+        f"{report.digital_checks} digital checks "
         f"in {elapsed:.1f} s ({days / elapsed:.2f} days/s)"
     )
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from carehub.site import SiteIndex
+from services.reports.checks import CheckRecord, digital_checks_section
 from services.reports.freed_hours import (
     AlarmRecord,
     FreedHoursInput,
@@ -115,6 +116,16 @@ def stored_nights(source: ReportSource, first: date, last: date) -> Mapping[date
     return kept
 
 
+def digital_checks(source: ReportSource, lo: datetime, hi: datetime) -> list[CheckRecord]:
+    """Digital checks recorded in [lo, hi) (docs/round.md); a source without
+    `digital_checks(lo, hi)` has none."""
+    read = getattr(source, "digital_checks", None)
+    if read is None:
+        return []
+    checks: list[CheckRecord] = read(lo, hi)
+    return checks
+
+
 def night_window(index: SiteIndex, night: date) -> tuple[datetime, datetime]:
     """Every event time one night's figures read: coverage's look back of three heartbeats,
     a diaper's last reading before the night, a dose taken after the night ends."""
@@ -204,22 +215,27 @@ def sensitivity(
 
 
 def utilisation(index: SiteIndex, source: ReportSource, first: date, last: date) -> dict[str, Any]:
-    """The utilisation report for a period, from the stores."""
+    """The utilisation report for a period, from the stores, with the digital checks."""
     lo, hi = _window(index, first, last)
     stored = stored_nights(source, first, last)
     runs = _raw_runs(first, last, stored)
-    return json_safe_report(
-        utilisation_report(
-            index,
-            first,
-            last,
-            source.alarms(lo, hi),
-            _raw_events(index, source, runs),
-            _raw_device_times(index, source, runs),
-            {night: kept.use for night, kept in stored.items()},
-            source.deliveries(lo, hi + DELIVERY_LOOKAHEAD),
-        )
+    alarms = source.alarms(lo, hi)
+    report = utilisation_report(
+        index,
+        first,
+        last,
+        alarms,
+        _raw_events(index, source, runs),
+        _raw_device_times(index, source, runs),
+        {night: kept.use for night, kept in stored.items()},
+        source.deliveries(lo, hi + DELIVERY_LOOKAHEAD),
     )
+    # checks are never pruned: read for every night, like the alarms
+    checks_lo, checks_hi = index.night_bounds(first)[0], index.night_bounds(last)[1]
+    report["digital_checks"] = digital_checks_section(
+        index, first, last, digital_checks(source, checks_lo, checks_hi), alarms
+    )
+    return json_safe_report(report)
 
 
 def night_aggregates(
@@ -317,16 +333,19 @@ class StoreReportSource:
         alarms: Callable[[datetime, datetime], list[dict[str, Any]]],
         stored: StoredNights | None = None,
         deliveries: Callable[[datetime, datetime], list[dict[str, Any]]] | None = None,
+        checks: Callable[[datetime, datetime], Sequence[Any]] | None = None,
     ) -> None:
         """`events` is a gateway EventStore; `alarms(lo, hi)` answers alarm JSON (SPEC §5);
         `stored(first, last)` the nights kept as aggregates (none when not given);
         `deliveries(lo, hi)` the notification outbox's records with their `alarm_id`
-        (none when the site sends to no phone)."""
+        (none when the site sends to no phone); `checks(lo, hi)` the digital checks, objects
+        with `resident_id`, `at` and `result` (none when not given; docs/round.md)."""
         self._site = site
         self._events = events
         self._alarms = alarms
         self._stored = stored
         self._deliveries = deliveries
+        self._checks = checks
 
     def device_times(self, lo: datetime, hi: datetime) -> dict[str, Seconds]:
         """Message times per device from the event store."""
@@ -357,3 +376,9 @@ class StoreReportSource:
     def stored_nights(self, first: date, last: date) -> Mapping[date, StoredNight]:
         """Nights kept as aggregates, from the aggregate store when there is one."""
         return {} if self._stored is None else self._stored(first, last)
+
+    def digital_checks(self, lo: datetime, hi: datetime) -> list[CheckRecord]:
+        """Digital checks recorded in [lo, hi), from the check store when there is one."""
+        if self._checks is None:
+            return []
+        return [CheckRecord(c.resident_id, c.at, c.result) for c in self._checks(lo, hi)]

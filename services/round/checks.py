@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +68,16 @@ class CheckStore:
             )
             self._conn.commit()
 
+    def add_many(self, checks: list[DigitalCheck]) -> None:
+        """Record many checks in one transaction (the backfill's simulated staff)."""
+        with self._lock:
+            self._conn.executemany(
+                "INSERT INTO digital_checks (site, resident_id, at_us, actor, result, note)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(self.site, c.resident_id, to_us(c.at), c.by, c.result, c.note) for c in checks],
+            )
+            self._conn.commit()
+
     def latest(self) -> dict[str, DigitalCheck]:
         """Each resident's newest check."""
         with self._lock:
@@ -91,3 +102,19 @@ class CheckStore:
         """Release the connection."""
         with self._lock:
             self._conn.close()
+
+
+def checks_between_in(
+    db: Path | str, site: str
+) -> Callable[[datetime, datetime], list[DigitalCheck]]:
+    """A `between(lo, hi)` reader that opens the file for each call and closes it again, for
+    short-lived users such as `carehub report` that hold no store open."""
+
+    def read(lo: datetime, hi: datetime) -> list[DigitalCheck]:
+        store = CheckStore(db, site)
+        try:
+            return store.between(lo, hi)
+        finally:
+            store.close()
+
+    return read

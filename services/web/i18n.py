@@ -228,6 +228,26 @@ MESSAGES: dict[str, dict[Locale, str]] = {
     "report_parameter": {"da": "Parameter", "en": "Parameter"},
     "report_value": {"da": "Værdi", "en": "Value"},
     "report_source": {"da": "Kilde", "en": "Source"},
+    "report_digital_checks": {"da": "Digitalt tilsyn", "en": "Digital checks"},
+    "report_digital_checks_total": {"da": "Tilsyn sat digitalt", "en": "Checks done digitally"},
+    "report_checks_per_resident_night": {
+        "da": "Digitale tilsyn pr. beboer-nat",
+        "en": "Digital checks per resident-night",
+    },
+    "report_share_of_planned": {
+        "da": "Andel af planlagte tilsyn sat digitalt",
+        "en": "Share of planned checks done digitally",
+    },
+    "report_visit_needed_after_check": {
+        "da": "Heraf besøg nødvendigt",
+        "en": "Of which a visit was needed",
+    },
+    "report_alarm_visits_per_resident_night": {
+        "da": "Besøg på alarm pr. beboer-nat",
+        "en": "Alarm visits per resident-night",
+    },
+    "report_planned_checks": {"da": "Planlagte tilsyn", "en": "Planned checks"},
+    "report_nights": {"da": "Nætter", "en": "Nights"},
     # the charts' titles; not translated yet: the Danish page shows them in English too
     "chart_freed": {"da": "Freed hours per night", "en": "Freed hours per night"},
     "chart_by_hour": {"da": "Alarms by hour of night", "en": "Alarms by hour of night"},

@@ -4,6 +4,7 @@ is named, the look thresholds, and a digital check is recorded, audited and show
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from carehub.clock import FakeClock
 from carehub.errors import NotFoundError
 from carehub.site import SiteIndex
+from gateway.pipeline import Ingestor
 from gateway.store.sqlite import SqliteEventStore
 from services.alarms.service import AlarmService
 from services.round.checks import CheckStore
@@ -135,3 +137,56 @@ def test_a_digital_check_is_recorded_audited_and_shown(
     ]
     with pytest.raises(NotFoundError):
         service.check("r-999", "ida", "ok")
+
+
+def test_the_state_read_back_on_start_equals_the_live_state(
+    test_index: SiteIndex, tmp_path: Path
+) -> None:
+    """A restart: what a new RoundService reads back from the stores is what the running one
+    built from the events as they came."""
+    db = tmp_path / "hub.db"
+    clock = FakeClock(NIGHT)
+    events = SqliteEventStore(db)
+    ingestor = Ingestor(test_index, events, "carehub")
+    alarms = AlarmService.open(db, clock)
+    checks = CheckStore(db, "testhjem")
+    live = RoundService(test_index, events, alarms, checks, clock).start()
+    up = "carehub/testhjem/devices/{}/up"
+    messages = [
+        (0, "fall-a1", {"type": "heartbeat", "battery": 90}),
+        (5, "diaper-r001", {"type": "saturation", "level": 55}),
+        (10, "med-r001", {"type": "dose_due", "dose_id": "n1", "due": "2026-11-22T21:00:00Z"}),
+        (20, "bed-r001", {"type": "out_of_bed"}),
+        (30, "fall-b1", {"type": "heartbeat", "battery": 80}),
+        (40, "bed-r001", {"type": "in_bed"}),
+        (50, "med-r001", {"type": "heartbeat", "battery": 70}),
+        (60, "diaper-r001", {"type": "saturation", "level": 60}),
+    ]
+    for seq, (dt, device, body) in enumerate(messages, start=1):
+        when = NIGHT + timedelta(seconds=dt)
+        clock.set(when)
+        ts = when.isoformat().replace("+00:00", "Z")
+        payload = json.dumps({"v": 1, "seq": seq, "ts": ts, **body}).encode()
+        result = ingestor.ingest(up.format(device), payload, when)
+        assert result.accepted, result
+        ingestor.flush()
+        for event in result.events:  # as the web app's broker connection hands them on
+            live.on_event(event)
+    clock.set(NIGHT + timedelta(minutes=2))
+    live.check("r-002", "ida", "visit_needed", "awake")
+    clock.set(NIGHT + timedelta(minutes=3))
+    before = live.round()
+    live.stop()
+    restarted = RoundService(test_index, events, alarms, checks, clock).start()
+    try:
+        after = restarted.round()
+    finally:
+        restarted.stop()
+        checks.close()
+        alarms.close()
+        ingestor.close()
+    assert after == before
+    one = resident(after, "r-001")
+    assert (one["state"]["diaper_level"], one["state"]["in_bed"]) == (60.0, True)  # type: ignore[index]
+    assert one["state"]["dose"] == "due"  # type: ignore[index]
+    assert resident(after, "r-002")["last_check"]["result"] == "visit_needed"  # type: ignore[index]

@@ -15,7 +15,8 @@ from app.backfill import STAFF, backfill
 from carehub.site import Site, SiteIndex
 from gateway.store.sqlite import SqliteEventStore
 from services.alarms.store import AlarmStore
-from services.reports.service import StoreReportSource, freed_hours
+from services.reports.service import StoreReportSource, freed_hours, utilisation
+from services.round.checks import checks_between_in
 
 END = datetime(2026, 11, 25, 12, tzinfo=UTC)
 OUTCOMES = {"assisted", "changed", "dose_given", "other", "no_action_needed"}
@@ -125,3 +126,36 @@ def test_two_processes_write_the_same_history(
 def test_days_must_be_positive(test_site: Site, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="positive"):
         backfill(test_site, tmp_path / "x.db", days=0)
+
+
+def test_the_simulated_staff_make_the_planned_digital_checks(
+    test_site: Site, backfilled: Path
+) -> None:
+    """Every planned check of every night (C_b: 2, 4, 2, 2 → 10 a night) is done digitally,
+    in its night, audited like the round API's, and the utilisation report counts them."""
+    index = SiteIndex(test_site)
+    events = SqliteEventStore(backfilled)
+    alarms = AlarmStore(backfilled)
+    try:
+        source = StoreReportSource(
+            "testhjem",
+            events,
+            alarms.raised_between,
+            checks=checks_between_in(backfilled, "testhjem"),
+        )
+        report = utilisation(index, source, date(2026, 11, 21), date(2026, 11, 24))
+        audited = [e for e in alarms.audit_log() if e.action == "digital_check"]
+    finally:
+        events.close()
+        alarms.close()
+    dc = report["digital_checks"]
+    assert dc["total"] == 40
+    assert dc["resident_nights"] == 16
+    assert dc["per_resident_night"] == 2.5
+    assert dc["planned"] == 40
+    assert dc["share_of_planned"] == 1.0
+    assert dc["by_resident"]["r-002"]["digital_checks"] == 16
+    assert dc["results"]["ok"] + dc["results"]["visit_needed"] == 40
+    assert dc["results"]["ok"] > dc["results"]["visit_needed"]  # mostly asleep in bed
+    assert len(audited) == 40
+    assert {e.actor for e in audited} == {STAFF}

@@ -5,12 +5,12 @@ digital check is recorded (CSRF on cookie sessions, like every state change) and
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from app.broker import LocalBroker
 from app.hub import Hub
@@ -63,7 +63,9 @@ def _resident(body: dict[str, Any], rid: str) -> dict[str, Any]:
     return found
 
 
-def test_round_api_ok_visit_and_a_recorded_check(vouched: str) -> None:
+def test_round_api_ok_visit_and_a_recorded_check(
+    vouched: str, live_hub: tuple[Hub, ServerThread]
+) -> None:
     headers = bearer(vouched, "sofie")
     body = httpx.get(f"{vouched}/api/round", headers=headers).json()
     one = _resident(body, "r-001")
@@ -86,6 +88,11 @@ def test_round_api_ok_visit_and_a_recorded_check(vouched: str) -> None:
     assert r.json()["last_check"]["by"] == "sofie"
     shown = _resident(httpx.get(f"{vouched}/api/round", headers=headers).json(), "r-001")
     assert (shown["last_check"]["by"], shown["last_check"]["result"]) == ("sofie", "ok")
+    # the reports read the same checks (counted when they fall in a night: docs/round.md)
+    reports = live_hub[1].app.state.ctx.reports
+    now = datetime.now(UTC)
+    recorded = reports.digital_checks(now - timedelta(minutes=5), now + timedelta(minutes=1))
+    assert [(c.resident_id, c.result) for c in recorded] == [("r-001", "ok")]
     bad = httpx.post(f"{vouched}/api/round/r-001/check", headers=headers, json={"result": "fine"})
     assert bad.status_code == 422
     missing = httpx.post(f"{vouched}/api/round/r-999/check", headers=headers, json={"result": "ok"})
@@ -120,3 +127,24 @@ def test_round_page_on_a_phone_records_a_check(phone: Page, vouched: str) -> Non
     phone.screenshot(path=str(ARTIFACTS / "round-phone.png"), full_page=True)
     phone.goto(f"{vouched}/round?lang=da")
     assert phone.locator('li[data-resident="r-002"] .verdict').inner_text() == "Besøg"
+
+
+@pytest.mark.browser
+def test_round_page_follows_a_change_live(phone: Page, vouched: str, broker: LocalBroker) -> None:
+    """A diaper reading over the look threshold (50 %) turns r-001 from OK to Look on the open
+    page, without a reload: the page follows the hub's stream."""
+    login(phone, vouched, next_path="/round")
+    phone.wait_for_url(f"{vouched}/round")
+    verdict = phone.locator('li[data-resident="r-001"] .verdict')
+    verdict.wait_for()
+    assert verdict.inner_text() == "OK"
+    phone.evaluate("window.__same_page = true")  # gone if the page reloads
+    probe = MqttProbe(broker.host, broker.port)
+    try:
+        body = {"v": 1, "seq": 900, "ts": _z(), "type": "saturation", "level": 55}
+        probe.publish("carehub/testhjem/devices/diaper-r001/up", body)
+    finally:
+        probe.close()
+    expect(verdict).to_have_text("Look", timeout=15_000)
+    assert "Diaper 55 %" in phone.locator('li[data-resident="r-001"]').inner_text()
+    assert phone.evaluate("window.__same_page === true")
