@@ -1,4 +1,4 @@
-"""`carehub broker-config`: a locked-down Mosquitto for one site (SPEC §8).
+"""`carehub broker-config`: a locked-down Mosquitto for one site (docs/security.md).
 
 Every device and every service gets its own random credential, may use only its own topics,
 and must connect with its username as client id; anonymous clients are refused. This is what

@@ -1,4 +1,4 @@
-"""`carehub import`: history from an earlier system or another hub (SPEC §8, JSON Lines).
+"""`carehub import`: history from an earlier system or another hub (docs/cli.md, JSON Lines).
 
 Uplinks go through the same `Ingestor` as live messages (decoding, validation, dedupe,
 enrichment, storage), so imported nights are reported exactly like live ones and importing the

@@ -1,4 +1,4 @@
-"""Native-protocol device messages (SPEC §3) for the benchmarks: heartbeats and saturation
+"""Native-protocol device messages (docs/devices.md) for the benchmarks: heartbeats and saturation
 readings from many devices, each with its own rising `seq`, so none is a duplicate."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The canonical event (SPEC §4): what the gateway hands on, whatever the vendor said.
+"""The canonical event (docs/mqtt.md): what the gateway hands on, whatever the vendor said.
 
 Every service downstream (rules, reports, dashboards) reads only this shape, so a new vendor
 is a new codec and nothing else. `event_id` is derived from `(site, device_id, seq)`, so the
@@ -86,7 +86,7 @@ def event_id_for(site: str, device_id: str, seq: int | str) -> str:
 
 
 class CanonicalEvent(BaseModel):
-    """One validated, enriched device event (SPEC §4)."""
+    """One validated, enriched device event (docs/mqtt.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

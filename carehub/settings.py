@@ -1,4 +1,4 @@
-"""Process settings from `CAREHUB_*` environment variables (SPEC §8).
+"""Process settings from `CAREHUB_*` environment variables (docs/configuration.md).
 
 Read once per process through `get_settings()`, which tests override by clearing its cache
 after changing the environment; nothing reads settings at import time.

@@ -1,1 +1,2 @@
-"""Simulated care home: devices and residents publishing over MQTT (SPEC §2-§3)."""
+"""Simulated care home: devices and residents publishing over MQTT (docs/mqtt.md,
+docs/devices.md)."""

@@ -80,7 +80,7 @@ def _json(obj: dict[str, Any]) -> bytes:
 
 
 def native(dev: DeviceState, t: float, etype: str, fields: dict[str, Any]) -> list[Wire]:
-    """carehub-v1: every kind, SPEC §3."""
+    """carehub-v1: every kind, docs/devices.md."""
     body = {"v": 1, "seq": dev.next_seq(), "ts": firmware_time(dev.device_time(t)), "type": etype}
     body.update(fields)
     return [Wire(dev.topic_up, _json(body))]

@@ -31,11 +31,11 @@ from firmware_sim.encoders import Channel, DeviceState, encode, firmware_time, s
 
 DAY_S = 86_400.0
 FALL_REPEAT_S = 30.0
-"""SPEC §3: a fall device repeats `fall` every 30 s until `fall_cleared`."""
+"""docs/devices.md: a fall device repeats `fall` every 30 s until `fall_cleared`."""
 RADAR_REPORT_S = 30.0
 """docs/devices.md: the radar reports every 30 s."""
 SATURATION_EVERY_S = 300.0
-"""SPEC §3: saturation every 5 min while worn ..."""
+"""docs/devices.md: saturation every 5 min while worn ..."""
 SATURATION_STEP = 10.0
 """... and at once on a change of this many points."""
 NIGHT_DOSE = time(22, 0)
@@ -623,7 +623,7 @@ class CareHome:
             self._push(t + 20, "send", devices[0], "fall_cleared", {})
 
     def _on_fall_repeat(self, t: float, device_id: str, confidence: float) -> Iterator[Emission]:
-        """SPEC §3: the fall again, with a new seq, while not cleared."""
+        """docs/devices.md: the fall again, with a new seq, while not cleared."""
         if self._fall_until.get(device_id, 0) > t:
             yield from self._send(t, device_id, "fall", {"confidence": confidence})
             self._push(t + FALL_REPEAT_S, "fall_repeat", device_id, confidence)

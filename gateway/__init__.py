@@ -1,1 +1,1 @@
-"""Gateway: device messages in, trustworthy canonical events out (SPEC §2-§4)."""
+"""Gateway: device messages in, trustworthy canonical events out (docs/mqtt.md, docs/devices.md)."""

@@ -1,6 +1,6 @@
 """Provisional fall alarms while the store hangs or fails.
 
-Normally an alarm exists only once its event and the alarm itself are committed (SPEC §5:
+Normally an alarm exists only once its event and the alarm itself are committed (docs/alarms.md:
 stored before published). When the store stops answering (another process holds the SQLite
 lock, the disk is full) that order would leave a resident on the floor until the store
 returns. So while messages wait longer than `EMERGENCY_AFTER_S` for their commit, the gateway

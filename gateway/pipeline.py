@@ -48,7 +48,7 @@ from gateway.store.base import (
 _LOGGER = logging.getLogger(__name__)
 
 FUTURE_TOLERANCE = timedelta(hours=24)
-"""SPEC §3: a device time more than this ahead of the gateway's is refused."""
+"""docs/devices.md: a device time more than this ahead of the gateway's is refused."""
 EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
 """A device time before this is a clock that was never set, not history."""
 SEQLESS_DUPLICATE_WINDOW = timedelta(seconds=10)
@@ -58,7 +58,7 @@ MAX_SEQ_GAP = 10_000
 LATE_WINDOW = 100
 """A seq at most this far behind the last one is a late arrival; further back, a reset."""
 SILENCE_HEARTBEATS = 3
-"""SPEC §5: a device is offline after three heartbeat intervals without a message."""
+"""docs/alarms.md: a device is offline after three heartbeat intervals without a message."""
 DEFAULT_FLUSH_EVERY = 500
 """Flush by itself after this many messages, so a caller that never flushes stays bounded."""
 
@@ -143,7 +143,8 @@ def _raw_digest(payload: bytes) -> str:
 
 
 class Ingestor:
-    """Turns raw device messages into stored, enriched canonical events (SPEC §2-§4)."""
+    """Turns raw device messages into stored, enriched canonical events (docs/mqtt.md,
+    docs/devices.md)."""
 
     def __init__(
         self,

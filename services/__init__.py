@@ -1,1 +1,2 @@
-"""Services: rules and alarms, the staff web app, reports (SPEC §5-§7)."""
+"""Services: rules and alarms, the staff web app, reports (docs/alarms.md, docs/freed-hours.md,
+docs/web-app.md)."""

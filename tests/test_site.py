@@ -1,4 +1,4 @@
-"""The site file: what loads, and how every mistake is reported (SPEC §1)."""
+"""The site file: what loads, and how every mistake is reported (docs/site-file.md)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ MAX_BAD_LINES_SHOWN = 20
 
 
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="JSON Lines file (SPEC §8 import format).")],
+    file: Annotated[Path, typer.Argument(help="JSON Lines file (import format, docs/cli.md).")],
     site: Annotated[
         Path | None,
         typer.Option("--site", "--config", help="Site file. Default: $CAREHUB_SITE_FILE."),

@@ -1,4 +1,5 @@
-"""`carehub report ...`: the reports of SPEC §6 and the utilisation report in the terminal.
+"""`carehub report ...`: the freed-hours report (docs/freed-hours.md) and the utilisation report in
+the terminal.
 
 Heavy imports stay inside the command bodies so `carehub --help` stays fast.
 """
@@ -147,7 +148,8 @@ def freed_hours_cmd(
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.TABLE,
     site: SiteOpt = None,
 ) -> None:
-    """How many night-shift hours the sensors freed (SPEC §6), with the assumptions used."""
+    """How many night-shift hours the sensors freed (docs/freed-hours.md), with the assumptions
+    used."""
     from services.reports.service import freed_hours, freed_hours_csv
 
     index, events, alarms, source = _open(site)

@@ -56,7 +56,7 @@ class ResponseMinutes(Strict):
 
 
 class Benefit(Strict):
-    """§6 parameters as written in the site file; None means 'not set here'."""
+    """Parameters (docs/freed-hours.md) as written in the site file; None means 'not set here'."""
 
     checks_per_night: float | None = Field(None, ge=0, description="C_b [2].")
     check_minutes: float | None = Field(None, ge=0, description="m_c [4].")

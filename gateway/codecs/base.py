@@ -20,7 +20,7 @@ from carehub.site import DeviceKind
 from gateway.errors import GatewayError
 
 MAX_PAYLOAD_BYTES = 4096
-"""SPEC §3: every uplink is at most 4 KiB; anything larger is refused before parsing."""
+"""docs/devices.md: every uplink is at most 4 KiB; anything larger is refused before parsing."""
 
 
 class Reason(StrEnum):

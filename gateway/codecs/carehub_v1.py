@@ -1,4 +1,4 @@
-"""`carehub-v1`: the native CareHub firmware protocol of SPEC §3, for every device kind."""
+"""`carehub-v1`: the native CareHub firmware protocol (docs/devices.md), for every device kind."""
 
 from __future__ import annotations
 

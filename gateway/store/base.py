@@ -70,7 +70,8 @@ class DeadLetter:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The SPEC §2 dead-letter payload, plus why in detail and how the payload is encoded."""
+        """The dead-letter payload (docs/mqtt.md), plus why in detail and how the payload is
+        encoded."""
         return {
             "topic": self.topic,
             "payload": self.payload,
@@ -168,7 +169,8 @@ class EventStore(Protocol):
         ...
 
     def device_times(self, site: str, start: datetime, end: datetime) -> dict[str, Seconds]:
-        """device id → sorted Unix seconds of every event in [start, end) (coverage, §6)."""
+        """device id → sorted Unix seconds of every event in [start, end) (coverage,
+        docs/freed-hours.md)."""
         ...
 
     def device_states(self) -> list[DeviceState]:

@@ -62,7 +62,7 @@ MEASUREMENTS = (
 # so the services copy what the dashboards need here. Pseudonymous ids only: staff user
 # names (`acknowledged_by`, `resolved_by`) and resident names are never written.
 
-# alarm changes: one point per change of an alarm (SPEC §5), time = the change's time (µs)
+# alarm changes: one point per change of an alarm (docs/alarms.md), time = the change's time (µs)
 ALARM_CHANGE_MEASUREMENT = "carehub_alarm_change"
 ALARM_CHANGE_TAGS = (
     "site",
@@ -101,7 +101,7 @@ ALARM_CHANGE_FIELDS = (
     ALARM_CHANGE_FIELD_OPEN_S,
 )
 
-# freed hours: one point per night and scope (SPEC §6), time = the night's local start
+# freed hours: one point per night and scope (docs/freed-hours.md), time = the night's local start
 FREED_HOURS_MEASUREMENT = "carehub_freed_hours"
 FREED_HOURS_TAGS = ("site", "scope", "ward")
 """`scope` is `site` (the whole home, no `ward` tag) or `ward` (one ward, `ward` = its id)."""

@@ -1,4 +1,4 @@
-"""Alarms (SPEC §5): the model and its lifecycle, the durable store, the service the web
+"""Alarms (docs/alarms.md): the model and its lifecycle, the durable store, the service the web
 app calls, and the escalation webhook."""
 
 from services.alarms.errors import AlarmError, AlarmNotFoundError, InvalidTransitionError

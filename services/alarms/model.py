@@ -1,4 +1,4 @@
-"""The alarm of SPEC §5 and its lifecycle, as pure functions over a frozen model.
+"""The alarm (docs/alarms.md) and its lifecycle, as pure functions over a frozen model.
 
 Every transition is one function that answers the changed alarm or raises
 `InvalidTransitionError`; the store, the rules engine and the web API all go through them, so
@@ -64,7 +64,7 @@ _NEXT: dict[tuple[AlarmState, Action], AlarmState] = {
 
 
 class Alarm(BaseModel):
-    """One alarm; `model_dump(mode="json")` is the JSON of SPEC §5 plus a few extra keys."""
+    """One alarm; `model_dump(mode="json")` is the alarm JSON (docs/alarms.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -109,7 +109,7 @@ class Alarm(BaseModel):
         return self.state in ACTIVE_STATES
 
     def to_json(self) -> dict[str, Any]:
-        """The alarm JSON (SPEC §5)."""
+        """The alarm JSON (docs/alarms.md)."""
         return self.model_dump(mode="json")
 
 

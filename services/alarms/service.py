@@ -61,7 +61,7 @@ class AlarmService:
     def list_alarms(
         self, state: Literal["active", "all"] | str = "active", since: datetime | None = None
     ) -> list[dict[str, Any]]:
-        """Alarms as SPEC §5 JSON, newest first: 'active' ones, or 'all' raised since."""
+        """Alarms as JSON (docs/alarms.md), newest first: 'active' ones, or 'all' raised since."""
         if state not in ("active", "all"):
             msg = f"state {state!r} is not 'active' or 'all'"
             raise ValueError(msg)
@@ -108,7 +108,7 @@ class AlarmService:
         self, alarm_id: str, username: str, outcome: Outcome | str, note: str | None = None
     ) -> dict[str, Any]:
         """Close with an outcome. 404 if unknown, 409 if already resolved, ValueError if the
-        outcome is not one of SPEC §5's."""
+        outcome is not one of those in docs/alarms.md."""
         alarm = lifecycle.resolve(self.store, self.clock, alarm_id, username, outcome, note)
         self.wake()
         return alarm.to_json()

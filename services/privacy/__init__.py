@@ -1,2 +1,2 @@
 """Privacy and self-supervision: retention, per-resident export, the monitoring switch and the
-admin's end-to-end self-test (issue 10; SPEC §1 privacy; docs/security.md)."""
+admin's end-to-end self-test (issue 10; docs/security.md)."""

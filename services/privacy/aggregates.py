@@ -3,8 +3,8 @@
 Two kinds of row, one table, one reader:
 
 - `retention`: before retention deletes a night's raw events, the night's freed-hours rows
-  (SPEC §6, one per resident) and the utilisation report's figures are written here, in the
-  shared SQLite file. Reports then read these rows for that night, so a report over an old
+  (docs/freed-hours.md, one per resident) and the utilisation report's figures are written here, in
+  the shared SQLite file. Reports then read these rows for that night, so a report over an old
   period gives the same numbers after the raw events are gone as it gave before.
 - `cache`: the same rows for a closed night whose raw events are still there, so a report
   over a year reads ~365 rows per resident instead of millions of messages. A cached night is
@@ -16,7 +16,7 @@ Two kinds of row, one table, one reader:
 
 Only the parts of a night that cannot change are kept: coverage κ and the equipment figures.
 Alarms are always read from the alarm store, so an alarm acknowledged or resolved later, or a
-changed assumption of SPEC §6, shows at once.
+changed assumption (docs/freed-hours.md), shows at once.
 """
 
 from __future__ import annotations

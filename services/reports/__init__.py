@@ -1,1 +1,1 @@
-"""Reports for managers: freed night-shift hours (SPEC §6) and equipment utilisation."""
+"""Reports for managers: freed night-shift hours (docs/freed-hours.md) and equipment utilisation."""

@@ -1,4 +1,4 @@
-"""Freed night-shift hours: the method of SPEC §6, computed with numpy.
+"""Freed night-shift hours: the method (docs/freed-hours.md), computed with numpy.
 
 Inputs are what the stores hold — every device message's time and every alarm with its
 timestamps — so the figures can be recomputed by anyone from the same data. Nothing here
@@ -19,14 +19,14 @@ from carehub.alarmkinds import RULE_KIND, SENSOR
 from carehub.site import Binding, DeviceKind, SiteIndex
 
 BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 6  # fixed: the same data always gives the same interval (SPEC §6)
+BOOTSTRAP_SEED = 6  # fixed: the same data always gives the same interval (docs/freed-hours.md)
 
 Seconds = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
 class AlarmRecord:
-    """The parts of an alarm (SPEC §5) the method needs."""
+    """The parts of an alarm (docs/alarms.md) the method needs."""
 
     alarm_id: str
     rule: str
@@ -43,7 +43,7 @@ class AlarmRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AlarmRecord:
-        """From the alarm JSON of SPEC §5."""
+        """From the alarm JSON (docs/alarms.md)."""
 
         def ts(key: str) -> datetime | None:
             value = data.get(key)
@@ -337,7 +337,7 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 def freed_hours_report(
     index: SiteIndex, first: date, last: date, data: FreedHoursInput, ward: str | None = None
 ) -> dict[str, Any]:
-    """The report of SPEC §6 as JSON-ready data."""
+    """The report (docs/freed-hours.md) as JSON-ready data."""
     if last < first:
         msg = f"'to' ({last}) is before 'from' ({first})"
         raise ValueError(msg)

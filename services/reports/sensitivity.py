@@ -1,5 +1,5 @@
-"""Which assumption drives the freed-hours figure: the method of SPEC §6 recomputed with each
-parameter swept over a plausible range, everything else as configured.
+"""Which assumption drives the freed-hours figure: the method (docs/freed-hours.md) recomputed with
+each parameter swept over a plausible range, everything else as configured.
 
 A sceptical manager asks "and if a check takes two minutes, not four?"; this answers it for
 every parameter at once, ranked by how far each one moves the result.

@@ -42,7 +42,7 @@ DELIVERY_LOOKAHEAD = timedelta(hours=1)
 @dataclass(frozen=True, slots=True)
 class StoredNight:
     """What is kept of a night once its raw events are deleted (`CAREHUB_RETENTION_DAYS`):
-    the freed-hours rows of SPEC §6 per resident and the utilisation report's figures."""
+    the freed-hours rows (docs/freed-hours.md) per resident and the utilisation report's figures."""
 
     night: date
     residents: dict[str, ResidentNight]
@@ -199,7 +199,8 @@ def _input(
 def freed_hours(
     index: SiteIndex, source: ReportSource, first: date, last: date, ward: str | None = None
 ) -> dict[str, Any]:
-    """SPEC §6 for a period, from the stores (nights past retention from their aggregates)."""
+    """The freed-hours report (docs/freed-hours.md) for a period, from the stores (nights past
+    retention from their aggregates)."""
     data, _stored = _input(index, source, first, last)
     return json_safe_report(freed_hours_report(index, first, last, data, ward))
 
@@ -335,7 +336,7 @@ class StoreReportSource:
         deliveries: Callable[[datetime, datetime], list[dict[str, Any]]] | None = None,
         checks: Callable[[datetime, datetime], Sequence[Any]] | None = None,
     ) -> None:
-        """`events` is a gateway EventStore; `alarms(lo, hi)` answers alarm JSON (SPEC §5);
+        """`events` is a gateway EventStore; `alarms(lo, hi)` answers alarm JSON (docs/alarms.md);
         `stored(first, last)` the nights kept as aggregates (none when not given);
         `deliveries(lo, hi)` the notification outbox's records with their `alarm_id`
         (none when the site sends to no phone); `checks(lo, hi)` the digital checks, objects

@@ -1,4 +1,4 @@
-"""The rules engine and its MQTT service (SPEC §5): canonical events in, alarms out."""
+"""The rules engine and its MQTT service (docs/alarms.md): canonical events in, alarms out."""
 
 from services.rules.engine import EngineConfig, RulesEngine, event_time
 from services.rules.service import RulesConfig, RulesService

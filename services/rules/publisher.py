@@ -25,7 +25,7 @@ PUBLISH_TIMEOUT_S = 5.0
 
 
 def alarm_topic(prefix: str, site: str, alarm_id: str) -> str:
-    """`{prefix}/{site}/alarms/{alarm_id}` (SPEC §2)."""
+    """`{prefix}/{site}/alarms/{alarm_id}` (docs/mqtt.md)."""
     return SiteTopics(prefix, site).alarm(alarm_id)
 
 

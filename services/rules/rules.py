@@ -1,4 +1,4 @@
-"""The alarm rules of SPEC §5 as small pure functions, chosen by a table.
+"""The alarm rules (docs/alarms.md) as small pure functions, chosen by a table.
 
 Each rule reads one canonical event and its own settings (site defaults with the resident's
 overrides, `SiteIndex.rules_for`) and answers what should happen, as data: trigger an alarm,

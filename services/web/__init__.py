@@ -1,1 +1,1 @@
-"""The staff web app and JSON API (SPEC §7)."""
+"""The staff web app and JSON API (docs/web-app.md)."""

@@ -19,7 +19,7 @@ class AlarmsPort(Protocol):
     """What the web app needs of the alarm service."""
 
     def list_alarms(self, state: str, since: datetime | None) -> list[dict[str, Any]]:
-        """Alarms as SPEC §5 JSON, `state` 'active' or 'all'."""
+        """Alarms as JSON (docs/alarms.md), `state` 'active' or 'all'."""
         ...
 
     def get(self, alarm_id: str) -> dict[str, Any]:

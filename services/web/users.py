@@ -1,4 +1,4 @@
-"""Staff logins: who may see and change what (SPEC §1 staff user).
+"""Staff logins: who may see and change what (docs/security.md).
 
 Passwords are hashed with Argon2id (argon2-cffi); the hash carries its own parameters, so
 stronger settings later re-hash on the next successful login. New passwords follow NIST

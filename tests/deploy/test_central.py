@@ -110,7 +110,7 @@ class Bridge:
 
 
 def raise_alarm(engine: RulesEngine, world: Any) -> dict[str, Any]:
-    """An alarm as the rules engine publishes it (SPEC §5 JSON)."""
+    """An alarm as the rules engine publishes it (JSON, docs/alarms.md)."""
     _service, _clock, make_event = world
     (change,) = engine.handle(make_event("fall-a1", "fall", NIGHT, confidence=0.9))
     return dict(change.alarm)

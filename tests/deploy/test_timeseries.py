@@ -221,7 +221,8 @@ def heartbeats(index: SiteIndex, first: date, last: date) -> dict[str, Any]:
 
 
 def report(index: SiteIndex, first: date, last: date, ward: str | None = None) -> dict[str, Any]:
-    """A real SPEC §6 report over full coverage and one fall alarm, as the API gives it."""
+    """A real report (docs/freed-hours.md) over full coverage and one fall alarm, as the API gives
+    it."""
     fall = AlarmRecord(
         "a1",
         "fall",

@@ -1,6 +1,6 @@
 """No alarm lost and none shown twice under faults: the production processes (`carehub run
 gateway`, `carehub run rules`) on a real Mosquitto with persistence, and real fall devices that
-repeat `fall` until help comes (SPEC §3).
+repeat `fall` until help comes (docs/devices.md).
 
 Each scenario lets a ward's fall sensors fire while something breaks, then counts, per device,
 the fall alarms in the alarm store and on MQTT, as the Jepsen checker counts messages: lost

@@ -1,5 +1,5 @@
-"""No resident's name leaves the staff pages (SPEC §1): the real hub (gateway + rules on a real
-Mosquitto, the web app over real HTTP) runs a night of uplinks from every device in every
+"""No resident's name leaves the staff pages (docs/security.md): the real hub (gateway + rules on a
+real Mosquitto, the web app over real HTTP) runs a night of uplinks from every device in every
 vendor format, plus what people do (alarms answered, reports read, a monitoring switch, an
 export, a self-test, a refused login, a broken payload). Then every MQTT payload seen on `#`,
 every row of every table of the SQLite file (and the file's raw bytes), every file beside it

@@ -1,4 +1,4 @@
-"""The freed-hours method of SPEC §6 on hand-computed cases."""
+"""The freed-hours method (docs/freed-hours.md) on hand-computed cases."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The HTTP API of SPEC §7 over a real hub (gateway + rules on a real Mosquitto, real SQLite):
-the role × route matrix cell by cell, read from the OpenAPI document, and every status code
+"""The HTTP API (docs/web-app.md) over a real hub (gateway + rules on a real Mosquitto, real
+SQLite): the role × route matrix cell by cell, read from the OpenAPI document, and every status code
 the alarm, device and report routes promise."""
 
 from __future__ import annotations

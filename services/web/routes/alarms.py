@@ -40,7 +40,7 @@ def list_alarms(
     state: Annotated[Literal["active", "all"], Query()] = "active",
     since: Annotated[SupportedTime | None, Query()] = None,
 ) -> list[dict[str, Any]]:
-    """Alarms (SPEC §5 JSON): active ones, or all raised since a time."""
+    """Alarms (JSON, docs/alarms.md): active ones, or all raised since a time."""
     return alarms_port(ctx).list_alarms(state, since)
 
 

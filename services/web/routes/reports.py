@@ -96,7 +96,7 @@ def _audit(ctx: HubContext, user: User, report: str, a: date, b: date, ward: str
 def freed_json(
     ctx: Ctx, user: ManagerUser, first: From = None, last: To = None, ward: Ward = None
 ) -> dict[str, Any]:
-    """Freed night-shift hours (SPEC §6) with the assumptions used."""
+    """Freed night-shift hours (docs/freed-hours.md) with the assumptions used."""
     a, b = _period(ctx, first, last)
     w = _ward(ctx, ward)
     _audit(ctx, user, "freed-hours", a, b, w)
