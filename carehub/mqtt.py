@@ -97,6 +97,10 @@ def make_client(target: MqttTarget, options: ClientOptions) -> paho.Client:
     return client
 
 
+SESSIONS_LOST: dict[str, int] = {}
+"""Per client id, reconnects that found the broker had lost the persistent session."""
+
+
 def connect_properties(options: ClientOptions) -> Properties | None:
     """MQTT 5 CONNECT properties (session expiry), None for 3.1.1."""
     if options.protocol != "5":
@@ -120,13 +124,23 @@ def connect_blocking(
     client = make_client(target, options)
     connected = threading.Event()
     failure: list[str] = []
+    persistent = not options.clean_start and bool(options.session_expiry_s or options.manual_ack)
 
-    def _on_connect(c: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+    def _on_connect(c: paho.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
             failure.append(str(reason))
             _LOGGER.warning("broker refused connection: %s", reason)
             connected.set()
             return
+        if persistent and connected.is_set() and not getattr(flags, "session_present", True):
+            # A reconnect that found no session: the broker lost it (a crash before its
+            # autosave, docs/deployment.md), and what it received for us meanwhile is gone.
+            SESSIONS_LOST[options.client_id] = SESSIONS_LOST.get(options.client_id, 0) + 1
+            _LOGGER.error(
+                "the broker lost the persistent session of %s: messages published while it "
+                "was away may be lost (a broker crash before its autosave?)",
+                options.client_id,
+            )
         _nodelay(c)
         if on_connect is not None:
             try:

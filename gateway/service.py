@@ -24,7 +24,7 @@ from pathlib import Path
 
 from carehub import failpoints
 from carehub.clock import Clock, SystemClock
-from carehub.mqtt import Protocol
+from carehub.mqtt import SESSIONS_LOST, Protocol
 from carehub.settings import MqttTarget
 from carehub.site import Binding
 from carehub.storewatch import StoreWatch
@@ -330,5 +330,8 @@ class GatewayService:
             "carehub_gateway_mqtt_disconnects_total": float(sub.disconnects),
             "carehub_gateway_commits_total": float(sub.commits),
             "carehub_gateway_urgent_commits_total": float(sub.urgent_commits),
+            "carehub_gateway_mqtt_sessions_lost_total": float(
+                SESSIONS_LOST.get(sub.config.client_id, 0)
+            ),
             **(self.handover_watch.metrics() if self.handover_watch is not None else {}),
         }

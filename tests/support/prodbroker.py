@@ -78,6 +78,18 @@ class ProductionBroker:
             assert time.monotonic() < deadline, "mosquitto did not start"
             time.sleep(0.05)
 
+    def save(self) -> None:
+        """Make Mosquitto write its persistence file now (SIGUSR1), as autosave would."""
+        assert self._proc is not None
+        assert self._proc.poll() is None
+        db = self.files.config.parent / "data" / "mosquitto.db"
+        before = db.stat().st_mtime_ns if db.exists() else 0
+        self._proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while not (db.exists() and db.stat().st_mtime_ns != before):
+            assert time.monotonic() < deadline, "mosquitto did not save on SIGUSR1"
+            time.sleep(0.05)
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
