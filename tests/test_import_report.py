@@ -49,12 +49,13 @@ def uplink(device: str, seq: int, at: datetime, **fields: Any) -> dict[str, Any]
 
 
 def history() -> list[str]:
-    """One night of r-001's three sensors (two fall silent at 02:30), a zigbee sensor, alarms;
-    1,081 good uplinks, one with a wrong value, five bad lines."""
+    """One night of r-001's four sensors (two fall silent at 02:30), a zigbee sensor, alarms;
+    1,621 good uplinks, one with a wrong value, five bad lines."""
     lines: list[dict[str, Any]] = []
     for i in range(9 * 60):  # a heartbeat a minute through the night, written newest first
         at = NIGHT + timedelta(minutes=i)
         lines.append(uplink("fall-a1", i + 1, at, type="heartbeat", battery=80, rssi=-60))
+        lines.append(uplink("bed-r001", i + 1, at, type="heartbeat", battery=85, rssi=-55))
     lines.reverse()
     lines.append(uplink("diaper-r001", 1, NIGHT, type="saturation", level=75))
     for i in range(270):  # r-001's diaper and dispenser speak through the first half only
@@ -123,16 +124,16 @@ def test_import_stores_through_the_gateway_names_bad_lines_and_is_idempotent(
     assert "unknown record 'telegram'" in r.stderr
     assert "only resolved alarms are imported" in r.stderr
     assert "priority" in r.stderr
-    assert "1081 stored" in r.stdout
+    assert "1621 stored" in r.stdout
     assert "1 rejected" in r.stdout
     assert "alarms 1 added" in r.stdout
-    assert event_count(db) == 1081
+    assert event_count(db) == 1621
     again = carehub(db, "import", str(tmp_path / "history.jsonl"))
     assert again.returncode == 0, again.stderr
     assert "0 stored" in again.stdout
-    assert "1081 already there" in again.stdout
+    assert "1621 already there" in again.stdout
     assert "alarms 0 added, 1 already there" in again.stdout
-    assert event_count(db) == 1081
+    assert event_count(db) == 1621
 
 
 def test_import_of_a_missing_file_or_site_exits_2(tmp_path: Path) -> None:

@@ -135,6 +135,9 @@ class _Source:
     def events(self, lo: datetime, hi: datetime, types: Sequence[str]) -> list[EventRecord]:
         return []
 
+    def deliveries(self, lo: datetime, hi: datetime) -> list[dict[str, object]]:
+        return []  # no phones here: the notification section is empty
+
     def digital_checks(self, lo: datetime, hi: datetime) -> list[CheckRecord]:
         self.asked.append((lo, hi))
         return [c for c in self._checks if lo <= c.at < hi]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import pwd
 import subprocess
 import threading
 import time
@@ -265,7 +263,7 @@ def locked_broker(tmp_path: Path, test_site: Site) -> Iterator[tuple[int, dict[s
     port = free_port()
     files = write_broker_config(test_site, tmp_path / "broker", port=port)
     conf = files.config.read_text().replace(f"listener {port}", f"listener {port} 127.0.0.1")
-    files.config.write_text(f"user {pwd.getpwuid(os.getuid()).pw_name}\n" + conf)
+    files.config.write_text(conf)  # the generated config already runs as this user
     proc = subprocess.Popen(
         [binary, "-c", str(files.config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
