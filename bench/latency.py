@@ -24,6 +24,7 @@ import numpy as np
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from app.broker import MosquittoBroker
 from bench.loadgen import LoadConfig
 from bench.messages import fall_payload, uplink_topic
 from bench.procs import BenchError, HubProcess, LoadProcess, start_broker
@@ -206,19 +207,7 @@ def measure(
             AlarmSubscriber(broker.host, broker.port, f"{prefix}/{name}/alarms/#", alarms)
         )
         closers.append(ScreenClient(hub.url, screen))
-        duration = WARMUP_S + falls * (sum(gap_s) / 2 + 0.3) + 30
-        load = LoadProcess(
-            LoadConfig(
-                host=broker.host,
-                port=broker.port,
-                site=name,
-                devices=background,
-                rate=background_rate,
-                duration=duration,
-                client_id="bench-background",
-                prefix=prefix,
-            )
-        )
+        load = background_load(broker, name, background, background_rate, falls, gap_s, prefix)
         time.sleep(WARMUP_S)
         pub = RawPublisher(broker.host, broker.port, "bench-falls")
         closers.append(pub)
@@ -248,3 +237,28 @@ def measure(
         hub.stop()
         broker.cleanup()
     return result
+
+
+def background_load(
+    broker: MosquittoBroker,
+    site: str,
+    devices: list[tuple[str, str]],
+    rate: float,
+    falls: int,
+    gap_s: tuple[float, float],
+    prefix: str,
+) -> LoadProcess:
+    """The background traffic of a latency run: `rate` msg/s from `devices` devices, for as
+    long as the falls take (warm-up, the falls at their mean gap, and 30 s to drain)."""
+    return LoadProcess(
+        LoadConfig(
+            host=broker.host,
+            port=broker.port,
+            site=site,
+            devices=devices,
+            rate=rate,
+            duration=WARMUP_S + falls * (sum(gap_s) / 2 + 0.3) + 30,
+            client_id="bench-background",
+            prefix=prefix,
+        )
+    )

@@ -19,8 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench.latency import FALL_TIMEOUT_S, WARMUP_S, Arrivals
-from bench.loadgen import LoadConfig
+from bench.latency import FALL_TIMEOUT_S, WARMUP_S, Arrivals, background_load
 from bench.messages import fall_payload, uplink_topic
 from bench.procs import HubProcess, LoadProcess, start_broker
 from bench.sites import native_site
@@ -106,19 +105,7 @@ def measure(
     try:
         hub.wait_healthy()
         name = site.site.site
-        duration = WARMUP_S + falls * (sum(gap_s) / 2 + 0.3) + 30
-        load = LoadProcess(
-            LoadConfig(
-                host=broker.host,
-                port=broker.port,
-                site=name,
-                devices=background,
-                rate=background_rate,
-                duration=duration,
-                client_id="bench-background",
-                prefix=prefix,
-            )
-        )
+        load = background_load(broker, name, background, background_rate, falls, gap_s, prefix)
         time.sleep(WARMUP_S)
         pub = RawPublisher(broker.host, broker.port, "bench-falls")
         try:
