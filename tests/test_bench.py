@@ -8,7 +8,9 @@ figures themselves (other suites share this machine). It needs Mosquitto and mos
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -43,16 +45,24 @@ def test_quick_bench_emits_every_figure(tmp_path: Path) -> None:
             "apt-get install mosquitto-clients (CI installs it)"
         )
     out = tmp_path / "figures.json"
-    r = subprocess.run(
+    # its own process group: on a time-out the brokers and hubs it started go too, rather
+    # than loading the machine for the rest of the suite
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=480,
-        check=False,
+        start_new_session=True,
     )
-    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    figures: dict[str, Any] = json.loads(r.stdout)
+    try:
+        stdout, stderr = proc.communicate(timeout=480)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    figures: dict[str, Any] = json.loads(stdout)
     assert figures == json.loads(out.read_text())
     assert figures["errors"] == {}
     for key, parts in KEYS.items():
