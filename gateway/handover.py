@@ -28,6 +28,7 @@ from carehub.events import CanonicalEvent
 from carehub.private import private_db
 from carehub.timefmt import rfc3339
 from carehub.topics import SiteTopics
+from carehub.walmode import enable_wal
 from gateway.emergency import Publish
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class HandoverWatch:
         self.topic = SiteTopics(prefix, site).provisional_handover()
         private_db(Path(db))
         self._conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=5)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._conn)
         self._lock = threading.Lock()
         handover_log.create(self._sql)
         self.backlog = handover_log.Backlog(0, None)

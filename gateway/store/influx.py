@@ -36,6 +36,7 @@ from carehub import handover as handover_log
 from carehub.events import CanonicalEvent, EventType
 from carehub.site import DeviceKind
 from carehub.timefmt import from_us, to_us
+from carehub.walmode import enable_wal
 from gateway.errors import StoreUnavailableError
 from gateway.store.base import DeadLetter, DedupeHit, DeviceState, Seconds, SeqState
 
@@ -92,7 +93,7 @@ class InfluxEventStore:
             self._side = sqlite3.connect(
                 handover_db, isolation_level=None, check_same_thread=False, timeout=30
             )
-            self._side.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._side)
             self._side.execute("PRAGMA synchronous=FULL")
             side = self._side
             handover_log.create(lambda sql, args: side.execute(sql, args).fetchall())

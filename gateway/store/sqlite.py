@@ -26,6 +26,7 @@ from carehub.events import CanonicalEvent, EventType
 from carehub.private import private_db
 from carehub.site import DeviceKind
 from carehub.timefmt import from_us, to_us
+from carehub.walmode import enable_wal
 from gateway.store.base import (
     DeadLetter,
     DedupeHit,
@@ -153,7 +154,7 @@ class SqliteEventStore:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(conn)
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
         return conn

@@ -33,6 +33,7 @@ from typing import Any
 from carehub.private import private_db
 from carehub.site import SiteIndex
 from carehub.timefmt import to_us
+from carehub.walmode import enable_wal
 from services.reports.freed_hours import ResidentNight
 from services.reports.service import StoredNight, StoredNights
 from services.reports.utilisation import NightUse
@@ -127,7 +128,7 @@ class AggregateStore:
         self._conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._conn)
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._conn.executescript(SCHEMA)

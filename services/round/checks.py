@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from carehub.timefmt import from_us, rfc3339, to_us
+from carehub.walmode import enable_wal
 
 CheckResult = Literal["ok", "visit_needed"]
 
@@ -54,7 +55,7 @@ class CheckStore:
         self._conn = sqlite3.connect(str(db), check_same_thread=False, timeout=30)
         self._lock = threading.Lock()
         with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(self._conn)
             self._conn.executescript(SCHEMA)
             self._conn.commit()
 

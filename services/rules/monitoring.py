@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from carehub.private import private_db
+from carehub.walmode import enable_wal
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def connect(path: Path) -> sqlite3.Connection:
     """A connection to the shared file, with the switch's table made if it is new."""
     private_db(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
+    enable_wal(conn)
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.executescript(SCHEMA)

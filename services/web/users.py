@@ -26,6 +26,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from carehub.errors import CareHubError
 from carehub.private import private_db
+from carehub.walmode import enable_wal
 
 USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
 MIN_PASSWORD = 12
@@ -100,7 +101,7 @@ class UserStore:
     def __init__(self, db: Path) -> None:
         private_db(db)
         self._conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._conn)
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS users ("

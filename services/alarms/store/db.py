@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from carehub.private import private_db
+from carehub.walmode import enable_wal
 
 
 class StoreDb:
@@ -27,7 +28,7 @@ class StoreDb:
         self._conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._conn)
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._conn.executescript(schema)
