@@ -61,6 +61,16 @@ class MqttTarget:
         return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
 
 
+@dataclass(frozen=True, slots=True)
+class InfluxTarget:
+    """Where and as whom to write InfluxDB points (`CAREHUB_INFLUX_*`)."""
+
+    url: str
+    token: str
+    org: str
+    bucket: str
+
+
 class Settings(BaseSettings):
     """Everything a CareHub process reads from its environment."""
 
@@ -128,6 +138,30 @@ class Settings(BaseSettings):
             msg = "must be one topic level without '/', '+' or '#'"
             raise ValueError(msg)
         return value
+
+    def influx_target(self) -> InfluxTarget | None:
+        """InfluxDB when `CAREHUB_INFLUX_URL` is set, None otherwise; a `ConfigError` naming
+        each of token, org and bucket that is then missing."""
+        if not self.influx_url:
+            return None
+        missing = [
+            name
+            for name, value in (
+                ("CAREHUB_INFLUX_TOKEN", self.influx_token),
+                ("CAREHUB_INFLUX_ORG", self.influx_org),
+                ("CAREHUB_INFLUX_BUCKET", self.influx_bucket),
+            )
+            if not value
+        ]
+        if missing or self.influx_token is None:
+            msg = f"CAREHUB_INFLUX_URL is set, so set {', '.join(missing)} too"
+            raise ConfigError(msg)
+        return InfluxTarget(
+            self.influx_url,
+            self.influx_token.get_secret_value(),
+            self.influx_org or "",
+            self.influx_bucket or "",
+        )
 
     def mqtt_target(self, part: str | None = None) -> MqttTarget | None:
         """The configured broker, or None when none is configured. For a `part` (gateway,

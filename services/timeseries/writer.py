@@ -20,7 +20,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
-from carehub.errors import CareHubError, ConfigError
+from carehub.errors import CareHubError
 from carehub.settings import Settings
 from services.timeseries.points import freed_hours_points
 
@@ -82,27 +82,10 @@ class TimeseriesWriter:
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> TimeseriesWriter | None:
         """The writer for `CAREHUB_INFLUX_*`, or None when InfluxDB is not configured."""
-        if not settings.influx_url:
+        influx = settings.influx_target()
+        if influx is None:
             return None
-        missing = [
-            name
-            for name, value in (
-                ("CAREHUB_INFLUX_TOKEN", settings.influx_token),
-                ("CAREHUB_INFLUX_ORG", settings.influx_org),
-                ("CAREHUB_INFLUX_BUCKET", settings.influx_bucket),
-            )
-            if not value
-        ]
-        if missing or settings.influx_token is None:
-            msg = f"CAREHUB_INFLUX_URL is set, so set {', '.join(missing)} too"
-            raise ConfigError(msg)
-        return cls(
-            settings.influx_url,
-            settings.influx_token.get_secret_value(),
-            settings.influx_org or "",
-            settings.influx_bucket or "",
-            **kwargs,
-        )
+        return cls(influx.url, influx.token, influx.org, influx.bucket, **kwargs)
 
     @property
     def dropped(self) -> int:
