@@ -144,6 +144,11 @@ def central_config_text(config_dir: str, port: int = 1883, tls_port: int | None 
         "max_queued_messages 100000",
         # the central ingest acknowledges after each InfluxDB write (as the gateway, per commit)
         "max_inflight_messages 1000",
+        # the site brokers' limits (docs/security.md, "MQTT"): one hostile publish must not
+        # cost the central broker or its ingest hundreds of MB
+        "max_packet_size 66560",
+        "message_size_limit 65536",
+        "max_queued_bytes 67108864",
         "",
         f"listener {port}",
         "use_username_as_clientid true",

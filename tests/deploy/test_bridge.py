@@ -323,3 +323,11 @@ def test_what_a_site_forwards_becomes_the_central_points(
     assert point.fields["event_id"] == event.event_id
     for c in (api, reader, gateway):
         c.close()
+
+
+def test_central_broker_has_the_site_brokers_size_and_queue_limits(tmp_path: Path) -> None:
+    """The central broker takes every home's bridge: it keeps the same limits as a site's."""
+    central = directives(bridge.central_config_text(str(tmp_path)))
+    site = directives(config_text(tmp_path, 1883))
+    for key in ("max_packet_size", "message_size_limit", "max_queued_bytes"):
+        assert central.get(key) == site[key], key
