@@ -66,6 +66,8 @@ class SubscriptionConfig:
     """How long the broker keeps the session (and queues for it) while we are away."""
     commit_interval_s: float = 0.05
     commit_batch: int = 500
+    """At most this many routine messages a commit: the urgent lane goes between two, so a
+    fall waits for one batch, never for a whole backlog (docs/handover.md, "Urgent lane")."""
     ca_file: str | None = None
     wake_on_first: bool = False
     """Commit as soon as a message arrives on an empty queue instead of after the interval
@@ -73,13 +75,14 @@ class SubscriptionConfig:
     load the batches grow by themselves while a commit runs)."""
 
     def client_options(self) -> ClientOptions:
-        """A persistent session with manual acknowledgement."""
+        """A persistent session with manual acknowledgement; with no filters (a connection
+        only to publish on) a clean one, which also drops what an earlier run subscribed."""
         return ClientOptions(
             client_id=self.client_id,
             protocol=self.protocol,
-            clean_start=False,
-            session_expiry_s=self.session_expiry_s,
-            manual_ack=True,
+            clean_start=not self.filters,
+            session_expiry_s=self.session_expiry_s if self.filters else 0,
+            manual_ack=bool(self.filters),
             ca_file=self.ca_file,
         )
 
@@ -110,6 +113,9 @@ class Delivery:
     """Unique in this process (ids of objects are reused once they are freed)."""
     urgent: bool = False
     """Committed in the urgent lane (classified urgent, or waiting ahead of one on its topic)."""
+    note: Any = None
+    """What the owner's `shed` check learnt on arrival, for its commit (the gateway's rate
+    budget verdict, taken once per message)."""
 
 
 Commit = Callable[[list[Delivery]], None]
@@ -117,6 +123,11 @@ Commit = Callable[[list[Delivery]], None]
 
 Classify = Callable[[str, bytes], bool]
 """Whether a message (topic, payload) may be alarm-worthy: it then takes the urgent lane."""
+
+Shed = Callable[[Delivery], bool]
+"""Whether a message is refused on arrival, with nothing to store: it is acknowledged at once
+and never queued (the gateway's flooding device past its budget and its dead-letter sample;
+gateway/service.py). Runs on paho's network thread, so it must be cheap."""
 
 
 class DurableSubscriber:
@@ -131,9 +142,11 @@ class DurableSubscriber:
         clock: Clock | None = None,
         tick: Callable[[], object] | None = None,
         urgent: Classify | None = None,
+        shed: Shed | None = None,
     ) -> None:
         """`name` labels threads and logs; `tick` runs on the commit thread after each round
-        (the gateway's silence check); `urgent` classifies arrivals for the urgent lane."""
+        (the gateway's silence check); `urgent` classifies arrivals for the urgent lane;
+        `shed` refuses arrivals that need no commit."""
         self.config = config
         self.name = name
         self.clock: Clock = clock or SystemClock()
@@ -151,6 +164,11 @@ class DurableSubscriber:
         self._routine_topics: Counter[str] = Counter()
         """Messages of each topic in `_pending`: an urgent arrival takes them along."""
         self._classify = urgent
+        self._shed = shed
+        self.received = 0
+        """Messages that arrived (on any connection)."""
+        self.shed = 0
+        """Messages refused on arrival and acknowledged without a commit."""
         self.urgent_commits = 0
         """Urgent-lane batches committed and acknowledged."""
         self._in_commit: list[Delivery] = []
@@ -187,7 +205,8 @@ class DurableSubscriber:
             thread.join(timeout=15)
         self._threads.clear()
         try:
-            self.commit_pending()
+            while self.commit_pending():
+                pass
         except Exception as err:  # noqa: BLE001 - logged; the broker redelivers the batch
             _LOGGER.warning(
                 "%s stopping with %s messages unacknowledged (%s); the broker keeps them",
@@ -279,6 +298,9 @@ class DurableSubscriber:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         self.connects += 1
+        if not self.config.filters:
+            self._ready.set()
+            return
         client.subscribe([(f, 1) for f in self.config.filters])
 
     def _on_subscribe(self, *_args: Any) -> None:
@@ -306,6 +328,7 @@ class DurableSubscriber:
         Nothing here touches a store: a locked or full disk, or an InfluxDB that is away, must
         not stall paho's network thread (keepalives, other messages), only the commit thread.
         """
+        self.received += 1
         try:
             item = Delivery(
                 self._generation,
@@ -317,6 +340,10 @@ class DurableSubscriber:
                 bool(msg.dup),
                 bool(msg.retain),
             )
+            if self._shed is not None and self._refused(item):
+                self.shed += 1
+                self.acknowledge(_c, item)  # nothing to commit: a redelivery would cost again
+                return
             urgent = self._is_urgent(item)
             with self._cond:
                 if urgent:
@@ -330,6 +357,14 @@ class DurableSubscriber:
                     self._cond.notify_all()
         except Exception:
             _LOGGER.exception("message on %s could not be queued", msg.topic)
+
+    def _refused(self, item: Delivery) -> bool:
+        assert self._shed is not None
+        try:
+            return self._shed(item)
+        except Exception:  # a bug in the check must not lose the message: it is queued
+            _LOGGER.exception("could not check a message on %s", item.topic)
+            return False
 
     def _is_urgent(self, item: Delivery) -> bool:
         if self._classify is None:
@@ -387,25 +422,35 @@ class DurableSubscriber:
                 _LOGGER.info("%s commits again", self.name)
             self._failing = False
 
-    def commit_pending(self) -> None:
-        """Commit what is queued, the urgent lane first, then acknowledge exactly what each
-        commit covered."""
+    def commit_pending(self) -> bool:
+        """Commit the urgent lane, then at most `commit_batch` routine messages, and
+        acknowledge exactly what each commit covered; answers whether routine messages still
+        wait. One routine batch a call, so an urgent arrival (and the owner's tick) waits for
+        one batch, however long the backlog behind it."""
         self._commit_lane(urgent=True)
-        self._commit_lane(urgent=False)
+        return self._commit_lane(urgent=False)
 
-    def _commit_lane(self, *, urgent: bool) -> None:
+    def _commit_lane(self, *, urgent: bool) -> bool:
+        """One commit of a lane; answers whether that lane still has messages waiting."""
         if self._aborted:
-            return
+            return False
         with self._cond:
             if urgent:
                 batch, self._urgent = self._urgent, []
             else:
-                batch, self._pending = self._pending, []
-                self._routine_topics.clear()
+                cut = self.config.commit_batch
+                batch, self._pending = self._pending[:cut], self._pending[cut:]
+                if self._pending:
+                    for item in batch:
+                        self._routine_topics[item.topic] -= 1
+                    self._routine_topics += Counter()  # drops the topics now at zero
+                else:
+                    self._routine_topics.clear()
             self._in_commit = batch
             generation = self._generation
+            more = bool(self._pending) and not urgent
         if not batch:
-            return
+            return False
         try:
             self._commit(batch)
         except Exception:
@@ -420,7 +465,7 @@ class DurableSubscriber:
         with self._cond:
             self._in_commit = []
         if self._aborted:
-            return  # died during the commit: a crash acknowledges nothing
+            return False  # died during the commit: a crash acknowledges nothing
         client = self._client
         for item in batch:
             if client is None or item.qos == 0 or item.failed:
@@ -431,6 +476,7 @@ class DurableSubscriber:
         self.commits += 1
         if urgent:
             self.urgent_commits += 1
+        return more
 
     def acknowledge(self, client: paho.Client, item: Delivery) -> None:
         """PUBACK one message whose batch is committed."""

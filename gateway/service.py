@@ -53,7 +53,7 @@ class GatewayConfig:
     shared_group: str | None = None
     """MQTT 5 shared subscription group: instances in one group split the load."""
     commit_interval_s: float = 0.05
-    commit_batch: int = 500
+    commit_batch: int = 200
     silence_check_s: float = 5.0
     ca_file: str | None = None
     emergency_after_s: float = EMERGENCY_AFTER_S
@@ -98,6 +98,7 @@ class GatewayService:
             clock=self.clock,
             tick=self._maybe_check_silence,
             urgent=self.urgent,
+            shed=self.shed,
         )
         self._next_silence_check = 0.0
         self.provisional = ProvisionalAlarms(ingestor, ingestor.index, config.prefix)
@@ -231,6 +232,27 @@ class GatewayService:
         codec = codec_for(binding.model) if binding is not None else None
         return codec is not None and codec.urgent is not None and codec.urgent(payload)
 
+    def shed(self, item: Delivery) -> bool:
+        """On arrival (paho's network thread): spend the device's rate budget once, and
+        refuse what a flood sends past it that would only be counted: routine, and its dead
+        letter sampled out this minute. Such a message is acknowledged at once and never
+        queued, so a flooding device costs the commit thread nothing and a fall behind it in
+        the broker's queue waits less (docs/handover.md, "Urgent lane"). Everything else
+        carries the verdict in `item.note` to its commit."""
+        route = self.ingestor.topics.route(item.topic)
+        if item.retained or route is None or route.leaf != "up" or route.device_id is None:
+            return False
+        binding = self.ingestor.index.device(route.device_id)
+        if binding is None:
+            return False
+        within, starts = self.budget.take(binding, item.received_at)
+        item.note = (binding, within, starts)
+        if within or starts:
+            return False
+        return self.ingestor.routine_only(
+            binding, item.payload, item.received_at
+        ) and self.ingestor.shed_rate_limited(binding.device_id, item.received_at)
+
     def _ingest(self, item: Delivery) -> None:
         """Ingest one message; a store error propagates (the batch is retried), anything else
         is a bug in one message's path and must not hold up the others."""
@@ -265,6 +287,9 @@ class GatewayService:
         within budget, whether a flooding episode starts). No binding: not budgeted (status,
         self-test, unknown topics and devices: cheap, or refused anyway; retained replays:
         skipped anyway)."""
+        if item.note is not None:  # taken on arrival (`shed`)
+            binding, within, starts = item.note
+            return binding, within, starts
         route = self.ingestor.topics.route(item.topic)
         if item.retained or route is None or route.leaf != "up" or route.device_id is None:
             return None, True, False
@@ -330,6 +355,7 @@ class GatewayService:
             "carehub_gateway_mqtt_disconnects_total": float(sub.disconnects),
             "carehub_gateway_commits_total": float(sub.commits),
             "carehub_gateway_urgent_commits_total": float(sub.urgent_commits),
+            "carehub_gateway_shed_on_arrival_total": float(sub.shed),
             "carehub_gateway_mqtt_sessions_lost_total": float(
                 SESSIONS_LOST.get(sub.config.client_id, 0)
             ),

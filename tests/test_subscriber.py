@@ -131,6 +131,59 @@ def test_an_urgent_message_overtakes_routine_ones_but_not_those_of_its_own_topic
 
 
 @pytest.mark.mosquitto_only
+def test_a_backlog_is_committed_in_bounded_batches_with_the_urgent_lane_between(
+    broker: LocalBroker,
+) -> None:
+    """However long the routine backlog, one commit takes at most `commit_batch` of it, so an
+    urgent arrival waits for one batch, not for the whole backlog."""
+    prefix = f"lanes/{uuid.uuid4().hex[:8]}"
+    batches: list[list[bytes]] = []
+    release = threading.Event()
+
+    def commit(batch: list[Delivery]) -> None:
+        batches.append([d.payload for d in batch])
+        release.wait(10)  # the first commit holds the thread while the backlog builds up
+
+    sub = DurableSubscriber(
+        SubscriptionConfig(
+            target=MqttTarget(broker.host, broker.port),
+            client_id=f"lanes-{uuid.uuid4().hex[:8]}",
+            filters=(f"{prefix}/#",),
+            session_expiry_s=3600,
+            commit_interval_s=30.0,
+            commit_batch=10,
+        ),
+        commit,
+        name="lanes",
+        urgent=lambda _topic, payload: payload.startswith(b"!"),
+    )
+    sub.start()
+    probe = MqttProbe(broker.host, broker.port)
+    routine = [b"r%d" % i for i in range(35)]
+    try:
+        assert sub.wait_ready(10)
+        for payload in routine:
+            probe.client.publish(f"{prefix}/a", payload, qos=1)
+        probe.publish(f"{prefix}/b", b"!u")
+        deadline = time.monotonic() + 10
+        while sub.pending() < 26 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the 25 routine behind the held batch and the urgent one wait
+        assert sub.pending() == 26
+        release.set()
+        deadline = time.monotonic() + 10
+        while len(batches) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sub.stop()  # commits the last, partial batch (the interval is 30 s)
+    finally:
+        release.set()
+        probe.close()
+    assert batches[0] == routine[:10]
+    assert batches[1] == [b"!u"]
+    assert all(len(batch) <= 10 for batch in batches)
+    assert [p for batch in batches[2:] for p in batch] == routine[10:]
+
+
+@pytest.mark.mosquitto_only
 def test_mosquitto_takes_an_acknowledgement_out_of_order(broker: LocalBroker) -> None:
     """The urgent lane acknowledges a later message before earlier ones: after a crash the
     broker redelivers the earlier, unacknowledged ones only, never the acknowledged one."""

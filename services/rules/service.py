@@ -61,9 +61,12 @@ class RulesConfig:
     """Real seconds between timer checks (timers themselves are in clock time)."""
     poll_s: float = 0.05
     """Real seconds between looks at the hand-over log when nothing wakes us."""
-    batch: int = 500
+    batch: int = 100
     """Hand-over rows per transaction; a fall arriving meanwhile waits for one batch."""
     ca_file: str | None = None
+    hints: bool = True
+    """Subscribe to the canonical events as wake-up hints. Off when the gateway runs in this
+    process and wakes us itself: a second MQTT stream of every event would only cost CPU."""
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
@@ -103,7 +106,7 @@ class RulesService:
             SubscriptionConfig(
                 target=config.target,
                 client_id=config.client_id or f"carehub-rules-{self.site}",
-                filters=(self.events_filter,),
+                filters=(self.events_filter,) if config.hints else (),
                 protocol=config.protocol,
                 session_expiry_s=config.session_expiry_s,
                 commit_interval_s=min(config.poll_s, config.tick_s),
@@ -191,6 +194,7 @@ class RulesService:
         """Flat counters for /metrics: events handled, alarm publishes, alarms by state."""
         out: dict[str, float] = {
             "carehub_rules_events_total": float(self.handled),
+            "carehub_rules_mqtt_hints_total": float(self.subscriber.received),
             "carehub_rules_alarm_publishes_total": float(self.publisher.published),
             **handover_log.backlog(self.store.sql).metrics(self.clock.now()),
         }
