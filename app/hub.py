@@ -403,6 +403,7 @@ class Hub:
             alarms=self._open_alarms(),
             protocol=self.options.protocol,
             client_id=f"{self.options.client_id_prefix}-rules",
+            hints=self.gateway is None,
         )
         self.rules.start()
         self._stack.callback(self.rules.stop)

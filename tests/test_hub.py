@@ -117,7 +117,12 @@ def test_run_all_takes_a_fall_to_the_alarm_api_and_stops_on_sigterm(
         headers = token(base, "nina")
         alarms = httpx.get(f"{base}/api/alarms?state=active", headers=headers).json()
         assert [(a["rule"], a["device_id"]) for a in alarms] == [("fall", "fall-a1")]
-        assert "carehub_gateway_messages_in_total 1" in httpx.get(f"{base}/metrics").text
+        metrics = httpx.get(f"{base}/metrics").text
+        assert "carehub_gateway_messages_in_total 1" in metrics
+        assert "carehub_gateway_events_published_total 1" in metrics
+        # one process: the gateway wakes the rules engine itself, which so takes no second
+        # MQTT stream of every canonical event (docs/handover.md)
+        assert "carehub_rules_mqtt_hints_total 0" in metrics
     finally:
         probe.close()
         code = hub.stop()
