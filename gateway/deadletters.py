@@ -40,6 +40,18 @@ class DeadLetterSampler:
         self._dropped: set[tuple[str, str]] = set()
         self._total = 0
 
+    def saturated(self, key: str, reason: str, at: datetime) -> bool:
+        """Whether `keep` would now answer "not kept, and not the first": the key has had
+        its dead letters this minute and its sampling already began. Spends nothing."""
+        minute = int(at.timestamp() // 60)
+        with self._lock:
+            if minute != self._minute:
+                return False
+            k = (key, reason)
+            if k not in self._kept and len(self._kept) >= self.max_keys:
+                k = ("*", reason)
+            return k in self._dropped
+
     def keep(self, key: str, reason: str, at: datetime) -> tuple[bool, bool]:
         """(keep this dead letter, it is the first of its key not kept this minute)."""
         minute = int(at.timestamp() // 60)

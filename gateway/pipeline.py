@@ -377,6 +377,40 @@ class Ingestor:
             return []
         return self._enrich(binding, decoded, received_at, f"preview:{_raw_digest(payload)}")
 
+    def routine_only(self, binding: Binding, payload: bytes, received_at: datetime) -> bool:
+        """Whether a device uplink says nothing but routine (a heartbeat) or nothing at all
+        (it does not decode): what a device over its budget may be refused for. Decodes only,
+        touching no state or lock, so it may run on paho's network thread. A codec bug
+        answers False: the message then takes the full path."""
+        codec = codec_for(binding.model)
+        if codec is None or binding.kind not in codec.kinds:
+            return True  # refused anyway, as a model/kind mismatch
+        state = self._seq.get(binding.device_id) or SeqState(binding.device_id)
+        ctx = DecodeContext(
+            binding.device_id, binding.kind, utc(received_at), dict(state.codec_state)
+        )
+        try:
+            check_size(payload)
+            decoded = codec.decode(payload, ctx)
+        except CodecError:
+            return True
+        except Exception:  # noqa: BLE001 - the full path logs it with its traceback
+            return False
+        return all(d.type in ROUTINE for d in decoded)
+
+    def shed_rate_limited(self, device_id: str, received_at: datetime) -> bool:
+        """Count a routine message of a device over its budget without handling it, when its
+        dead letter would be sampled out anyway (gateway/deadletters.py): the same counters
+        as `rate_limited`, no dead letter, no lock. Answers whether it was shed; False means
+        a dead letter of it is due, so it must take the full path."""
+        reason = Reason.RATE_LIMITED.value
+        if not self.dead_letters.saturated(device_id, reason, utc(received_at)):
+            return False
+        self.counters.inc("carehub_gateway_messages_in_total")
+        self.counters.inc("carehub_gateway_rejected_total", reason=reason)
+        self.counters.inc("carehub_gateway_dead_letters_sampled_out_total", reason=reason)
+        return True
+
     def _whom(self, binding: Binding | None) -> tuple[str | None, str | None]:
         """Resident and room from the binding in force; a shared room has no single resident."""
         if binding is None:

@@ -80,11 +80,22 @@ def test_a_flooding_device_is_rate_limited_counted_and_alarmed_once_and_falls_st
             lambda: [a for a in hub.alarms.list_alarms(state="all") if a["rule"] == "device_fault"],
             what="the flooding alarm",
         )
+        # Its sample of dead letters is taken for this minute (the clock stands still): what
+        # the flooder sends now is counted and acknowledged on arrival, never queued.
+        for seq in range(702, 752):
+            probe.client.publish(flooder, native(seq, "heartbeat", NIGHT, battery=90), qos=1)
+        probe.publish(flooder, native(752, "heartbeat", NIGHT, battery=90))
+        wait_until(lambda: metrics().get("carehub_gateway_messages_in_total", 0) >= 753)
+        shed = metrics()["carehub_gateway_shed_on_arrival_total"]
     finally:
         probe.close()
     assert other_after < 5.0
+    assert shed == 51
     m = metrics()
-    assert m['carehub_gateway_rejected_total{reason="rate_limited"}'] == 100
+    assert m['carehub_gateway_rejected_total{reason="rate_limited"}'] == 151
+    assert m['carehub_gateway_dead_letters_sampled_out_total{reason="rate_limited"}'] == 131
+    kept = hub.gateway.ingestor.store.dead_letters(limit=1000)
+    assert [d.reason for d in kept] == ["rate_limited"] * 20
     assert m["carehub_gateway_over_budget_passed_total"] == 1  # the flooder's fall
     assert m['carehub_gateway_flooding_total{device="fall-a1"}'] == 1
     (fault,) = faults
