@@ -23,6 +23,9 @@ BOOTSTRAP_SEED = 6  # fixed: the same data always gives the same interval (docs/
 
 Seconds = npt.NDArray[np.float64]
 
+CLOSED = "closed"
+"""The alarm state of imported history that was never resolved (docs/alarms.md)."""
+
 
 @dataclass(frozen=True, slots=True)
 class AlarmRecord:
@@ -40,6 +43,8 @@ class AlarmRecord:
     resolved_by: str | None = None
     outcome: str | None = None
     escalated_at: datetime | None = None
+    state: str | None = None
+    """`closed`: imported history the earlier system never resolved (docs/freed-hours.md)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AlarmRecord:
@@ -68,13 +73,31 @@ class AlarmRecord:
             resolved_by=data.get("resolved_by"),
             outcome=data.get("outcome"),
             escalated_at=ts("escalated_at"),
+            state=data.get("state"),
         )
 
     @property
+    def closed_unresolved(self) -> bool:
+        """Imported, and the earlier system never resolved it (stored `closed`)."""
+        return self.state == CLOSED
+
+    @property
     def attended(self) -> bool:
-        """Whether a person went: acknowledged by a person, or resolved by one."""
+        """Whether a person went: acknowledged by a person, or resolved by one. An imported
+        alarm that was never resolved counts as attended: only a sensor's resolution shows
+        that nobody had to go, and assuming otherwise would overstate the freed hours."""
         by_person = self.resolved_by is not None and self.resolved_by != SENSOR
-        return self.acknowledged_by is not None or by_person
+        return self.acknowledged_by is not None or by_person or self.closed_unresolved
+
+    @property
+    def outcome_key(self) -> str:
+        """How it ended, for counts by outcome: the outcome, else `sensor`, `unresolved`
+        (imported, never resolved) or `open`."""
+        if self.outcome is not None:
+            return self.outcome
+        if self.resolved_by == SENSOR:
+            return "sensor"
+        return "unresolved" if self.closed_unresolved else "open"
 
 
 # --- coverage ------------------------------------------------------------------------------
@@ -397,7 +420,7 @@ def freed_hours_report(
     by_rule: dict[str, dict[str, int]] = {}
     for a in in_period:
         by_rule.setdefault(a.rule, {})
-        key = a.outcome or ("sensor" if a.resolved_by == SENSOR else "open")
+        key = a.outcome_key
         by_rule[a.rule][key] = by_rule[a.rule].get(key, 0) + 1
     report["alarms"] = {"total": len(in_period), "by_rule_outcome": by_rule}
     report["acknowledge_minutes"] = _percentiles(

@@ -243,7 +243,7 @@ def utilisation_report(
     for a in in_nights:
         r = by_rule.setdefault(a.rule, {"count": 0, "outcomes": {}, "escalated": 0})
         r["count"] += 1
-        key = a.outcome or ("sensor" if a.resolved_by == "sensor" else "open")
+        key = a.outcome_key
         r["outcomes"][key] = r["outcomes"].get(key, 0) + 1
         r["escalated"] += a.escalated_at is not None
         hour = a.raised_at.astimezone(index.tz).hour
