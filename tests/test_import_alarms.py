@@ -335,3 +335,17 @@ def test_a_hub_started_on_the_imported_file_treats_no_closed_alarm_as_open(
         if server is not None:
             server.stop()
         hub.stop()
+
+
+def test_the_terminal_table_says_how_many_nights_were_not_measured(
+    imported: tuple[Path, Path, list[str], dict[int, str]],
+) -> None:
+    """The table over 9–10 Nov names the 9th as unmeasured (nothing was imported for it)."""
+    db, _src, _lines, _reasons = imported
+    table = carehub(db, "report", "freed-hours", "--from", "2026-11-09", "--to", "2026-11-10")
+    assert table.returncode == 0, table.stderr
+    assert "  nights                 1  (4 resident-nights)" in table.stdout
+    assert "  unmeasured nights      1  (no device sent anything" in table.stdout
+    use = carehub(db, "report", "utilisation", "--from", "2026-11-09", "--to", "2026-11-10")
+    assert use.returncode == 0, use.stderr
+    assert json.loads(use.stdout)["unmeasured_nights"] == ["2026-11-09"]

@@ -65,6 +65,8 @@ def table(report: dict[str, Any]) -> str:
         "",
         f"  nights                 {report['nights']}"
         f"  ({report['resident_nights']} resident-nights)",
+        f"  unmeasured nights      {len(report['unmeasured_nights'])}"
+        "  (no device sent anything: left out of every figure)",
         f"  freed, total           {_fmt_hours(report['freed_hours_total'])}",
         f"  freed per night        {_fmt_hours(mean['mean'])}"
         f"  (95 % CI {_fmt_hours(lo)} … {_fmt_hours(hi)})",
@@ -157,7 +159,7 @@ def freed_hours_cmd(
         a, b = _period(index, first, last)
         if ward is not None and ward not in {w.id for w in index.site.wards}:
             fail(f"unknown ward {ward!r}; the site has {', '.join(w.id for w in index.site.wards)}")
-        report = freed_hours(index, source, a, b, ward)
+        report = freed_hours(index, source, a, b, ward, from_first_measured=first is None)
         alarms.record_access(
             _actor(),
             "report_read",
@@ -193,7 +195,7 @@ def utilisation_cmd(
     index, events, alarms, source = _open(site)
     try:
         a, b = _period(index, first, last)
-        report = utilisation(index, source, a, b)
+        report = utilisation(index, source, a, b, from_first_measured=first is None)
         alarms.record_access(
             _actor(),
             "report_read",

@@ -193,11 +193,41 @@ class FreedHoursInput:
     coverage: Mapping[tuple[str, date], float] = field(default_factory=dict)
     """Stored κ per (resident, night) for nights kept only as aggregates (raw events deleted
     by retention); those nights take κ from here instead of from `device_times`."""
+    measured: Mapping[date, bool] = field(default_factory=dict)
+    """Whether a night kept as an aggregate was measured (`measured_nights`); the other
+    nights are judged from `device_times`."""
 
 
 def nights_between(first: date, last: date) -> list[date]:
     """Night labels from `first` to `last`, both included."""
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def night_messages(
+    index: SiteIndex, device_times: Mapping[str, Seconds], lo_s: float, hi_s: float
+) -> int:
+    """Messages the site's devices sent with a time in [lo_s, hi_s) (sorted Unix seconds)."""
+    total = 0
+    for device_id in index.bindings:
+        times = device_times.get(device_id)
+        if times is not None and times.size:
+            total += int(np.searchsorted(times, hi_s) - np.searchsorted(times, lo_s))
+    return total
+
+
+def measured_nights(index: SiteIndex, nights: Sequence[date], data: FreedHoursInput) -> list[date]:
+    """The nights on which a device of the site sent anything (docs/freed-hours.md,
+    "Unmeasured nights"): a night without a single message is no measurement (the hub was
+    not running, or not yet), so it must not count as a night of zero coverage."""
+    out = []
+    for night in nights:
+        known = data.measured.get(night)
+        if known is None:
+            lo, hi = index.night_bounds(night)
+            known = night_messages(index, data.device_times, lo.timestamp(), hi.timestamp()) > 0
+        if known:
+            out.append(night)
+    return out
 
 
 def _bindings_by_resident(index: SiteIndex) -> dict[str, list[Binding]]:
@@ -332,7 +362,8 @@ def _summary(rows: list[ResidentNight], nights: list[date], hours_per_fte: float
     per_night = np.array(
         [sum(r.freed_min for r in grouped.get(n, ())) / 60 for n in nights], dtype=np.float64
     )
-    mean = float(per_night.mean()) if per_night.size else 0.0
+    # no measured night: no mean (null in the JSON), never a made-up zero
+    mean = float(per_night.mean()) if per_night.size else float("nan")
     lo, hi = bootstrap_ci(per_night)
     return {
         "nights": len(nights),
@@ -341,7 +372,7 @@ def _summary(rows: list[ResidentNight], nights: list[date], hours_per_fte: float
         "freed_hours_per_night": {"mean": mean, "ci95": [lo, hi]},
         "annual_hours": mean * 365,
         "fte": mean * 365 / hours_per_fte,
-        "coverage_mean": float(np.mean([r.coverage for r in rows])) if rows else 0.0,
+        "coverage_mean": float(np.mean([r.coverage for r in rows])) if rows else float("nan"),
         "room_entries_avoided": float(sum(r.entries_avoided for r in rows)),
     }
 
@@ -357,17 +388,47 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
+def measured_period(
+    index: SiteIndex,
+    first: date,
+    last: date,
+    data: FreedHoursInput,
+    *,
+    from_first_measured: bool = False,
+) -> tuple[date, list[date], list[date]]:
+    """(first night, measured nights, unmeasured nights) of a period. With
+    `from_first_measured` (a report's default period, docs/freed-hours.md) the period starts
+    at its first measured night, when it has one."""
+    nights = nights_between(first, last)
+    measured = measured_nights(index, nights, data)
+    if from_first_measured and measured:
+        first = measured[0]
+        nights = nights_between(first, last)
+    kept = set(measured)
+    return first, measured, [n for n in nights if n not in kept]
+
+
 def freed_hours_report(
-    index: SiteIndex, first: date, last: date, data: FreedHoursInput, ward: str | None = None
+    index: SiteIndex,
+    first: date,
+    last: date,
+    data: FreedHoursInput,
+    ward: str | None = None,
+    *,
+    from_first_measured: bool = False,
 ) -> dict[str, Any]:
-    """The report (docs/freed-hours.md) as JSON-ready data."""
+    """The report (docs/freed-hours.md) as JSON-ready data, over the measured nights of the
+    period; `from_first_measured` for a default period (it starts at the first of them)."""
     if last < first:
         msg = f"'to' ({last}) is before 'from' ({first})"
         raise ValueError(msg)
     alarms = list(data.alarms)
-    data = FreedHoursInput(data.device_times, alarms, data.extra, data.coverage)
-    rows = resident_nights(index, first, last, data, ward)
-    nights = nights_between(first, last)
+    data = FreedHoursInput(data.device_times, alarms, data.extra, data.coverage, data.measured)
+    first, nights, unmeasured = measured_period(
+        index, first, last, data, from_first_measured=from_first_measured
+    )
+    counted = set(nights)
+    rows = [r for r in resident_nights(index, first, last, data, ward) if r.night in counted]
     site_p = index.benefit_for(None)
     report: dict[str, Any] = {
         "site": index.site.site,
@@ -375,6 +436,7 @@ def freed_hours_report(
         "to": last.isoformat(),
         "ward": ward,
         **_summary(rows, nights, site_p["hours_per_fte"]),
+        "unmeasured_nights": [n.isoformat() for n in unmeasured],
     }
     ward_rows: dict[str | None, list[ResidentNight]] = {}
     resident_rows: dict[str, list[ResidentNight]] = {}
@@ -412,9 +474,7 @@ def freed_hours_report(
         }
         for n in nights
     ]
-    in_period = [
-        a for a in alarms if (n := index.night_of(a.raised_at)) is not None and first <= n <= last
-    ]
+    in_period = [a for a in alarms if index.night_of(a.raised_at) in counted]
     if ward is not None:
         in_period = [a for a in in_period if index.room_ward.get(_room(index, a) or "") == ward]
     by_rule: dict[str, dict[str, int]] = {}

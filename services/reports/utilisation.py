@@ -22,6 +22,7 @@ from services.reports.freed_hours import (
     Seconds,
     _clip,
     all_covered_seconds,
+    night_messages,
     nights_between,
     online_intervals,
 )
@@ -124,6 +125,18 @@ class NightUse:
     missed: int = 0
     change_levels: list[float] = field(default_factory=list)
     """The saturation read before each diaper change (`detached`) of the night."""
+    messages: int | None = None
+    """Messages the site's devices sent with a time inside the night; None in a night kept
+    before this was counted (`measured` then falls back on the uptime)."""
+
+    @property
+    def measured(self) -> bool:
+        """Whether a device of the site sent anything that night (docs/freed-hours.md,
+        "Unmeasured nights"). A night kept without its count is measured when a device was
+        online in it, which a message at most three heartbeats before its start also makes."""
+        if self.messages is not None:
+            return self.messages > 0
+        return any(v > 0 for v in self.uptime_seconds.values())
 
     def to_json(self) -> dict[str, Any]:
         """For the aggregate store."""
@@ -134,11 +147,13 @@ class NightUse:
             "taken_on_time": self.taken_on_time,
             "missed": self.missed,
             "change_levels": self.change_levels,
+            "messages": self.messages,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NightUse:
         """Back from the aggregate store."""
+        messages = data.get("messages")
         return cls(
             night_seconds=float(data["night_seconds"]),
             uptime_seconds={str(k): float(v) for k, v in data["uptime_seconds"].items()},
@@ -146,6 +161,7 @@ class NightUse:
             taken_on_time=int(data["taken_on_time"]),
             missed=int(data["missed"]),
             change_levels=[float(v) for v in data["change_levels"]],
+            messages=None if messages is None else int(messages),
         )
 
 
@@ -183,7 +199,10 @@ def night_uses(
     for night in nights_between(first, last):
         n_lo, n_hi = index.night_bounds(night)
         lo_s, hi_s = n_lo.timestamp(), n_hi.timestamp()
-        use = NightUse(night_seconds=hi_s - lo_s)
+        use = NightUse(
+            night_seconds=hi_s - lo_s,
+            messages=night_messages(index, device_times, lo_s, hi_s),
+        )
         for device_id, (starts, ends) in intervals.items():
             s, e = _clip(starts, ends, lo_s, hi_s)
             use.uptime_seconds[device_id] = all_covered_seconds([(s, e)], lo_s, hi_s)
@@ -226,15 +245,28 @@ def utilisation_report(
     device_times: Mapping[str, Seconds],
     stored: Mapping[date, NightUse] | None = None,
     deliveries: Iterable[DeliveryRecord] = (),
+    *,
+    from_first_measured: bool = False,
 ) -> dict[str, Any]:
     """Alarms, response times, coverage, adherence, diaper changes, concurrency, and how
     fast the phones heard (`deliveries`, the notification outbox).
 
     `stored` holds the equipment figures of nights kept only as aggregates; the other nights
-    are computed from `events` and `device_times`. Alarms are never pruned.
+    are computed from `events` and `device_times`. Alarms are never pruned. Figures that
+    average over nights read the measured nights only (docs/freed-hours.md, "Unmeasured
+    nights"); `from_first_measured` (a default period) starts the period at the first one.
     """
-    nights = nights_between(first, last)
     stored = stored or {}
+    nights = nights_between(first, last)
+    raw = [n for n in nights if n not in stored]
+    computed = night_uses(index, min(raw), max(raw), events, device_times) if raw else {}
+    use_of = {n: stored[n] if n in stored else computed[n] for n in nights}
+    measured = [n for n in nights if use_of[n].measured]
+    if from_first_measured and measured:
+        first = measured[0]
+        nights = nights_between(first, last)
+    counted = set(measured)
+    unmeasured = [n for n in nights if n not in counted]
     in_nights = [a for a in alarms if (n := index.night_of(a.raised_at)) and first <= n <= last]
     slots = _hour_slots(index)
 
@@ -249,8 +281,8 @@ def utilisation_report(
         hour = a.raised_at.astimezone(index.tz).hour
         if hour in by_hour:
             by_hour[hour] += 1
-    resolved_by_person = [a for a in in_nights if a.outcome is not None]
-    false_alarms = sum(1 for a in resolved_by_person if a.outcome == "false_alarm")
+    judged = [a for a in in_nights if a.outcome is not None]
+    false_alarms = sum(1 for a in judged if a.outcome == "false_alarm")
 
     ack = [
         (a.acknowledged_at - a.raised_at).total_seconds() / 60
@@ -263,11 +295,9 @@ def utilisation_report(
         if a.acknowledged_at and a.resolved_at
     ]
 
-    raw = [n for n in nights if n not in stored]
-    computed = night_uses(index, min(raw), max(raw), events, device_times) if raw else {}
-    uses = [stored[n] if n in stored else computed[n] for n in nights]
+    uses = [use_of[n] for n in measured]
 
-    # Device uptime over the nights of the period.
+    # Device uptime over the measured nights of the period.
     night_total = sum(u.night_seconds for u in uses)
     uptime: dict[str, float] = {}
     for device_id in index.bindings:
@@ -287,22 +317,24 @@ def utilisation_report(
         if b.kind.value == "diaper"
         for r in index.residents_of(b)
     }
-    resident_nights = len(diaper_residents) * len(nights)
+    resident_nights = len(diaper_residents) * len(measured)
     all_levels = [lvl for u in uses for lvl in u.change_levels]
 
     return {
         "site": index.site.site,
         "from": first.isoformat(),
         "to": last.isoformat(),
-        "nights": len(nights),
+        "nights": len(measured),
+        "unmeasured_nights": [n.isoformat() for n in unmeasured],
         "alarms": {
             "total": len(in_nights),
+            "on_unmeasured_nights": sum(
+                1 for a in in_nights if index.night_of(a.raised_at) not in counted
+            ),
             "by_rule": by_rule,
             "by_hour_of_night": [{"hour": h, "count": by_hour[h]} for h in slots],
             "escalated": sum(r["escalated"] for r in by_rule.values()),
-            "false_alarm_share": round(false_alarms / len(resolved_by_person), 4)
-            if resolved_by_person
-            else None,
+            "false_alarm_share": round(false_alarms / len(judged), 4) if judged else None,
         },
         "acknowledge_minutes": _stats(ack),
         "response_minutes": _stats(response),

@@ -196,6 +196,14 @@ MESSAGES: dict[str, dict[Locale, str]] = {
     "report_coverage": {"da": "Dækning", "en": "Coverage"},
     "report_room_entries_avoided": {"da": "Undgåede besøg", "en": "Room entries avoided"},
     "report_resident_nights": {"da": "Beboer-nætter", "en": "Resident-nights"},
+    "report_nights_measured": {"da": "Målte nætter", "en": "Nights measured"},
+    "report_unmeasured_nights": {"da": "Nætter uden målinger", "en": "Unmeasured nights"},
+    "report_unmeasured_note": {
+        "da": "En nat, hvor ingen sensor sendte noget, er ikke målt og er udeladt af alle tal. "
+        "Uden en fra-dato begynder perioden ved den første målte nat.",
+        "en": "A night on which no sensor sent anything is not measured and is left out of "
+        "every figure. Without a from date, the period starts at the first measured night.",
+    },
     "report_equipment_and_alarms": {
         "da": "Brug af udstyr og alarmer",
         "en": "Equipment and alarms",
