@@ -337,10 +337,12 @@ def test_a_hub_started_on_the_imported_file_treats_no_closed_alarm_as_open(
         hub.stop()
 
 
-def test_the_terminal_table_says_how_many_nights_were_not_measured(
+def test_the_terminal_reports_say_what_was_not_measured_and_how_the_alarms_ended(
     imported: tuple[Path, Path, list[str], dict[int, str]],
 ) -> None:
-    """The table over 9–10 Nov names the 9th as unmeasured (nothing was imported for it)."""
+    """The table over 9–10 Nov names the 9th as unmeasured (nothing was imported for it);
+    the utilisation JSON's alarm quality counts the two alarms nobody acknowledged: one the
+    sensor closed, one never resolved; one fall, not assisted."""
     db, _src, _lines, _reasons = imported
     table = carehub(db, "report", "freed-hours", "--from", "2026-11-09", "--to", "2026-11-10")
     assert table.returncode == 0, table.stderr
@@ -348,4 +350,16 @@ def test_the_terminal_table_says_how_many_nights_were_not_measured(
     assert "  unmeasured nights      1  (no device sent anything" in table.stdout
     use = carehub(db, "report", "utilisation", "--from", "2026-11-09", "--to", "2026-11-10")
     assert use.returncode == 0, use.stderr
-    assert json.loads(use.stdout)["unmeasured_nights"] == ["2026-11-09"]
+    report = json.loads(use.stdout)
+    assert report["unmeasured_nights"] == ["2026-11-09"]
+    quality = report["alarm_quality"]
+    assert quality["never_acknowledged"] == {
+        "total": 2,
+        "resolved_by_person": 0,
+        "resolved_by_sensor": 1,
+        "unresolved": 1,
+        "open": 0,
+    }
+    assert quality["falls"] == {"total": 1, "assisted": 0}
+    assert quality["alarms_per_resident_night"] == pytest.approx(4 / 4)
+    assert quality["phones"]["alarms_notified"] == 0  # history: no phone was told

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -102,6 +102,7 @@ def _open(
     from carehub.site import SiteIndex, load_site
     from gateway.store import open_store
     from services.alarms.service import AlarmService
+    from services.notify.outbox import Outbox
     from services.privacy.aggregates import site_digest, stored_nights_in
     from services.reports.service import StoreReportSource
     from services.round.checks import checks_between_in
@@ -117,6 +118,12 @@ def _open(
     alarms = AlarmService.open(settings.db)
     # nights past CAREHUB_RETENTION_DAYS, and closed nights the hub cached, are read as aggregates
     kept = stored_nights_in(settings.db, index.site.site, site_digest(index))
+    outbox = Outbox(alarms.store)
+
+    def deliveries(lo: datetime, hi: datetime) -> list[dict[str, Any]]:
+        """The phones' sends, for the utilisation report's notification times."""
+        return [{**r.delivery(), "alarm_id": r.alarm_id} for r in outbox.between(lo, hi)]
+
     return (
         index,
         events,
@@ -126,6 +133,7 @@ def _open(
             events,
             alarms.raised_between,
             kept,
+            deliveries=deliveries,
             checks=checks_between_in(settings.db, index.site.site),
         ),
     )

@@ -241,6 +241,18 @@ def _bindings_by_resident(index: SiteIndex) -> dict[str, list[Binding]]:
     return out
 
 
+def served_resident_nights(index: SiteIndex, nights: Sequence[date]) -> int:
+    """Resident-nights on which a device served the resident (the method's resident-nights,
+    before the ward filter): the denominator of the per-resident-night figures."""
+    serving = _bindings_by_resident(index)
+    total = 0
+    for night in nights:
+        lo, hi = index.night_bounds(night)
+        for resident in index.site.residents:
+            total += any(b.start < hi and b.end > lo for b in serving.get(resident.id, ()))
+    return total
+
+
 def _alarm_residents(index: SiteIndex, alarm: AlarmRecord) -> list[str]:
     if alarm.resident_id is not None:
         return [alarm.resident_id]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from carehub.alarmkinds import SENSOR
 from carehub.site import SiteIndex
 from services.reports.freed_hours import (
     AlarmRecord,
@@ -25,6 +26,7 @@ from services.reports.freed_hours import (
     night_messages,
     nights_between,
     online_intervals,
+    served_resident_nights,
 )
 
 
@@ -248,8 +250,8 @@ def utilisation_report(
     *,
     from_first_measured: bool = False,
 ) -> dict[str, Any]:
-    """Alarms, response times, coverage, adherence, diaper changes, concurrency, and how
-    fast the phones heard (`deliveries`, the notification outbox).
+    """Alarms, response times, coverage, adherence, diaper changes, concurrency, the alarms'
+    quality, and how fast the phones heard (`deliveries`, the notification outbox).
 
     `stored` holds the equipment figures of nights kept only as aggregates; the other nights
     are computed from `events` and `device_times`. Alarms are never pruned. Figures that
@@ -336,6 +338,7 @@ def utilisation_report(
             "escalated": sum(r["escalated"] for r in by_rule.values()),
             "false_alarm_share": round(false_alarms / len(judged), 4) if judged else None,
         },
+        "alarm_quality": alarm_quality(index, in_nights, measured, deliveries),
         "acknowledge_minutes": _stats(ack),
         "response_minutes": _stats(response),
         "response_minutes_histogram": _histogram(response, RESPONSE_BINS),
@@ -356,6 +359,77 @@ def utilisation_report(
         },
         "concurrency": concurrency(index, in_nights, slots),
         "notify": notify_times(in_nights, deliveries),
+    }
+
+
+FALL_RULE = "fall"
+"""A fall the sensor detected (a bed exit is of kind fall too, but nobody fell)."""
+
+
+def alarm_quality(
+    index: SiteIndex,
+    alarms: list[AlarmRecord],
+    measured: list[date],
+    deliveries: Iterable[DeliveryRecord],
+) -> dict[str, Any]:
+    """How good the alarms were and how fast they reached a person (docs/freed-hours.md,
+    "Alarm quality"): alarms per resident-night, the false-alarm share, alarms nobody
+    acknowledged and how they ended, falls and falls where staff assisted, and raise → first
+    phone notification → acknowledgement.
+
+    `alarms` are those of the period's nights; the rate per resident-night divides the ones
+    of the measured nights by the measured resident-nights.
+    """
+    counted = set(measured)
+    on_measured = sum(1 for a in alarms if index.night_of(a.raised_at) in counted)
+    resident_nights = served_resident_nights(index, measured)
+    judged = [a for a in alarms if a.outcome is not None]
+    false_alarms = sum(1 for a in judged if a.outcome == "false_alarm")
+    unacknowledged = [a for a in alarms if a.acknowledged_at is None]
+    falls = [a for a in alarms if a.rule == FALL_RULE]
+
+    first_send: dict[str, datetime] = {}
+    by_id = {a.alarm_id: a for a in alarms}
+    for d in deliveries:
+        if d.sent_at is None or d.step == "taken" or d.alarm_id not in by_id:
+            continue
+        if d.alarm_id not in first_send or d.sent_at < first_send[d.alarm_id]:
+            first_send[d.alarm_id] = d.sent_at
+    to_send = [(t - by_id[i].raised_at).total_seconds() for i, t in first_send.items()]
+    to_ack = [
+        (ack - by_id[i].raised_at).total_seconds()
+        for i in first_send
+        if (ack := by_id[i].acknowledged_at) is not None
+    ]
+    return {
+        "resident_nights": resident_nights,
+        "alarms_on_measured_nights": on_measured,
+        "alarms_per_resident_night": round(on_measured / resident_nights, 4)
+        if resident_nights
+        else None,
+        "false_alarms": false_alarms,
+        "judged_by_person": len(judged),
+        "false_alarm_share": round(false_alarms / len(judged), 4) if judged else None,
+        "never_acknowledged": {
+            "total": len(unacknowledged),
+            "resolved_by_person": sum(
+                1 for a in unacknowledged if a.resolved_by not in (None, SENSOR)
+            ),
+            "resolved_by_sensor": sum(1 for a in unacknowledged if a.resolved_by == SENSOR),
+            "unresolved": sum(1 for a in unacknowledged if a.closed_unresolved),
+            "open": sum(
+                1 for a in unacknowledged if a.resolved_by is None and not a.closed_unresolved
+            ),
+        },
+        "falls": {
+            "total": len(falls),
+            "assisted": sum(1 for a in falls if a.outcome == "assisted"),
+        },
+        "phones": {
+            "alarms_notified": len(first_send),
+            "to_first_notification_seconds": _stats(to_send),
+            "to_acknowledge_seconds": _stats(to_ack),
+        },
     }
 
 

@@ -222,6 +222,29 @@ MESSAGES: dict[str, dict[Locale, str]] = {
         "da": "Flest samtidige alarmer",
         "en": "Most simultaneous alarms",
     },
+    "report_alarm_quality": {"da": "Alarmernes kvalitet", "en": "Alarm quality"},
+    "report_alarms_per_resident_night": {
+        "da": "Alarmer pr. beboer-nat",
+        "en": "Alarms per resident-night",
+    },
+    "report_false_alarm_share": {
+        "da": "Falske alarmer, af dem personalet afsluttede",
+        "en": "False alarms, of those staff closed",
+    },
+    "report_never_acknowledged": {"da": "Aldrig kvitteret", "en": "Never acknowledged"},
+    "report_falls_assisted": {
+        "da": "Fald / heraf hjulpet af personalet",
+        "en": "Falls / of which staff assisted",
+    },
+    "report_to_first_notification": {
+        "da": "Alarm → første besked på telefon, median / p90",
+        "en": "Alarm → first phone notification, median / p90",
+    },
+    "report_to_acknowledge_notified": {
+        "da": "Alarm → kvittering, median / p90",
+        "en": "Alarm → acknowledged, median / p90",
+    },
+    "report_of_alarms": {"da": "alarmer", "en": "alarms"},
     "report_drivers": {"da": "Hvad driver tallet?", "en": "What drives the number?"},
     "report_drivers_note": {
         "da": "Frigjorte timer pr. nat, hvis én antagelse ændres for hele plejehjemmet "

@@ -153,7 +153,7 @@ def test_the_sensitivity_table_averages_over_the_measured_nights(test_index: Sit
 def test_utilisation_averages_over_the_measured_nights(test_index: SiteIndex) -> None:
     """fall-a2 online the whole 25th (9 h) and not on the 24th (10 h): 9 / 19 of the
     measured night time, not 9 / 46 of all five nights. Alarms are all counted (3, one on
-    an unmeasured night), and say so."""
+    an unmeasured night); per resident-night only the measured ones: 2 / 8."""
     rep = utilisation_report(
         test_index, FIRST, LAST, ALARMS, [], history(test_index), from_first_measured=True
     )
@@ -166,6 +166,8 @@ def test_utilisation_averages_over_the_measured_nights(test_index: SiteIndex) ->
     whole = utilisation_report(test_index, FIRST, LAST, ALARMS, [], history(test_index))
     assert whole["alarms"]["total"] == 3
     assert whole["alarms"]["on_unmeasured_nights"] == 1
+    assert whole["alarm_quality"]["resident_nights"] == 8
+    assert whole["alarm_quality"]["alarms_per_resident_night"] == pytest.approx(2 / 8)
     assert whole["device_uptime"] == rep["device_uptime"]
 
 

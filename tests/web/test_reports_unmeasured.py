@@ -1,6 +1,7 @@
 """The /reports page and the report API over a real SQLite file and uvicorn: without a `from`
-the period starts at the first measured night, and the page says how many nights were not
-measured, in English and Danish (docs/freed-hours.md, docs/web-app.md)."""
+the period starts at the first measured night, the page says how many nights were not
+measured, and it shows the alarm quality figures, in English and Danish
+(docs/freed-hours.md, docs/web-app.md)."""
 
 from __future__ import annotations
 
@@ -159,14 +160,16 @@ def test_the_default_period_starts_at_the_first_measured_night(
 @pytest.mark.parametrize(
     ("lang", "words"),
     [
-        ("en", ("Nights measured", "Unmeasured nights")),
-        ("da", ("Målte nætter", "Nætter uden målinger")),
+        ("en", ("Nights measured", "Unmeasured nights", "Alarm quality", "alarms")),
+        ("da", ("Målte nætter", "Nætter uden målinger", "Alarmernes kvalitet", "alarmer")),
     ],
 )
-def test_the_page_shows_how_many_nights_were_measured(
+def test_the_page_shows_unmeasured_nights_and_alarm_quality(
     reports_server: ServerThread, lang: str, words: tuple[str, ...]
 ) -> None:
-    """Two measured nights, one not; the form shows the period that was reported."""
+    """Two measured nights, one not; two alarms over 4 residents × 2 nights = 0.25 per
+    resident-night; one fall, assisted; one alarm never acknowledged; the fall reached a
+    phone after 6 s and was acknowledged after 90 s."""
     with httpx.Client(base_url=reports_server.url, timeout=30) as web:
         _login(web, "mads")
         r = web.get("/reports", params={"lang": lang})
@@ -175,5 +178,11 @@ def test_the_page_shows_how_many_nights_were_measured(
     assert 'name="from" value="2026-11-21"' in html
     assert _text(html, "fh-nights") == "2"
     assert _text(html, "fh-unmeasured") == "1"
-    for word in words:
+    assert _text(html, "aq-rate") == "0.25"
+    assert _text(html, "aq-false") == "0 % (0 / 1)"
+    assert _text(html, "aq-unacked") == "1"
+    assert _text(html, "aq-falls") == "1 / 1"
+    assert _text(html, "aq-send") == f"6 / 6 s (1 {words[3]})"
+    assert _text(html, "aq-ack") == f"90 / 90 s (1 {words[3]})"
+    for word in words[:3]:
         assert word in html
