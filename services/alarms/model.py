@@ -211,12 +211,13 @@ def as_history(alarm: Alarm) -> Alarm:
     other: a time before `raised_at`, a resolved alarm without when, by whom or (from a
     person) its outcome, or an unresolved one with a resolution.
     """
+    state = AlarmState(alarm.state)  # a model_copy(update=...) may hold the plain string
     for key in ("acknowledged_at", "escalated_at", "resolved_at"):
         when = getattr(alarm, key)
         if when is not None and when < alarm.raised_at:
             msg = f"{key} ({rfc3339(when)}) is before raised_at ({rfc3339(alarm.raised_at)})"
             raise ValueError(msg)
-    if alarm.state is AlarmState.RESOLVED:
+    if state is AlarmState.RESOLVED:
         if alarm.resolved_at is None or not alarm.resolved_by:
             msg = "a resolved alarm needs resolved_at and resolved_by"
             raise ValueError(msg)
@@ -225,6 +226,6 @@ def as_history(alarm: Alarm) -> Alarm:
             raise ValueError(msg)
         return alarm
     if alarm.resolved_at is not None or alarm.resolved_by is not None or alarm.outcome:
-        msg = f"state {alarm.state.value} with a resolution: say resolved, or leave it out"
+        msg = f"state {state.value} with a resolution: say resolved, or leave it out"
         raise ValueError(msg)
     return alarm.model_copy(update={"state": AlarmState.CLOSED})
