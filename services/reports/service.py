@@ -352,6 +352,8 @@ def freed_hours_csv(report: dict[str, Any]) -> str:
     w.writerow(["summary", "ci95_high", _num(mean["ci95"][1], 3), "", "", ""])
     w.writerow(["summary", "annual_hours", _num(report["annual_hours"], 1), "", "", ""])
     w.writerow(["summary", "fte", _num(report["fte"], 3), "", "", ""])
+    # nights no device sent anything on: in no figure above (docs/freed-hours.md)
+    w.writerow(["summary", "unmeasured_nights", "", "", "", len(report["unmeasured_nights"])])
     for key, p in report["assumptions"]["parameters"].items():
         w.writerow(["assumption", f"{p['symbol']} ({key})", p["value"], p["source"], "", ""])
     return out.getvalue()
