@@ -1,8 +1,9 @@
 """`carehub import` and `carehub report` as a user runs them: real processes, real SQLite.
 
-History from another system goes through the gateway's own decoding and storage, bad lines are
-named and skipped, a second import changes nothing, and the freed-hours report over that
-history comes out as a table, JSON and CSV — each read written to the audit log.
+History from another system goes through the gateway's own decoding and storage, lines that
+cannot be imported are named and the rest imported (exit 1), a second import changes nothing,
+and the freed-hours report over that history comes out as a table, JSON and CSV — each read
+written to the audit log.
 """
 
 from __future__ import annotations
@@ -119,17 +120,18 @@ def test_import_stores_through_the_gateway_names_bad_lines_and_is_idempotent(
     imported: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:
     db, r = imported
-    assert r.returncode == 0, r.stderr
-    assert ":4: skipped" in r.stderr  # the broken JSON line, by number
+    assert r.returncode == 1, r.stderr  # some lines were not imported
+    assert ":4: not imported" in r.stderr  # the broken JSON line, by number
     assert "unknown record 'telegram'" in r.stderr
-    assert "only resolved alarms are imported" in r.stderr
+    assert "state raised with a resolution" in r.stderr
     assert "priority" in r.stderr
+    assert "refused by the gateway" in r.stderr
     assert "1621 stored" in r.stdout
     assert "1 rejected" in r.stdout
     assert "alarms 1 added" in r.stdout
     assert event_count(db) == 1621
     again = carehub(db, "import", str(tmp_path / "history.jsonl"))
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 1, again.stderr
     assert "0 stored" in again.stdout
     assert "1621 already there" in again.stdout
     assert "alarms 0 added, 1 already there" in again.stdout
@@ -146,7 +148,7 @@ def test_freed_hours_report_in_every_format_over_imported_history(
     imported: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
     db, r = imported
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr
     period = ("--from", "2026-11-10", "--to", "2026-11-10")
     js = carehub(db, "report", "freed-hours", *period, "--format", "json")
     assert js.returncode == 0, js.stderr

@@ -22,8 +22,13 @@ def import_cmd(
         typer.Option("--site", "--config", help="Site file. Default: $CAREHUB_SITE_FILE."),
     ] = None,
 ) -> None:
-    """Load history from an earlier system or another hub, so its nights can be reported."""
-    from app.importer import import_history, read_lines
+    """Load history from an earlier system or another hub, so its nights can be reported.
+
+    Exit 0 when every line was imported; 1 when some were not (each named, and written to
+    FILE.rejected.jsonl), so a script notices that the history is incomplete; 2 when nothing
+    could be imported at all (docs/cli.md).
+    """
+    from app.importer import import_history, read_lines, write_rejected
     from carehub.errors import ConfigError
     from carehub.settings import get_settings
     from carehub.site import SiteIndex, load_site
@@ -48,14 +53,19 @@ def import_cmd(
     finally:
         ingestor.close()
         alarms.close()
-    for number, why in report.bad_lines[:MAX_BAD_LINES_SHOWN]:
-        typer.echo(f"{file}:{number}: skipped: {why}", err=True)
+    for bad in report.bad_lines[:MAX_BAD_LINES_SHOWN]:
+        typer.echo(f"{file}:{bad.line}: not imported: {bad.reason}", err=True)
     if len(report.bad_lines) > MAX_BAD_LINES_SHOWN:
         typer.echo(f"... and {len(report.bad_lines) - MAX_BAD_LINES_SHOWN} more", err=True)
+    rejected = write_rejected(file, report)
     typer.echo(f"{file}: {report.summary()}")
-    if report.bad_lines and not report.uplinks and not report.alarms_added + report.alarms_known:
+    if rejected is None:
+        return
+    typer.echo(f"{len(report.bad_lines)} lines not imported: see {rejected}", err=True)
+    if not report.imported:
         typer.echo("error: nothing in the file could be imported", err=True)
         raise typer.Exit(2)
+    raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

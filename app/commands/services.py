@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -65,6 +65,8 @@ def table(report: dict[str, Any]) -> str:
         "",
         f"  nights                 {report['nights']}"
         f"  ({report['resident_nights']} resident-nights)",
+        f"  unmeasured nights      {len(report['unmeasured_nights'])}"
+        "  (no device sent anything: left out of every figure)",
         f"  freed, total           {_fmt_hours(report['freed_hours_total'])}",
         f"  freed per night        {_fmt_hours(mean['mean'])}"
         f"  (95 % CI {_fmt_hours(lo)} … {_fmt_hours(hi)})",
@@ -100,6 +102,7 @@ def _open(
     from carehub.site import SiteIndex, load_site
     from gateway.store import open_store
     from services.alarms.service import AlarmService
+    from services.notify.outbox import Outbox
     from services.privacy.aggregates import site_digest, stored_nights_in
     from services.reports.service import StoreReportSource
     from services.round.checks import checks_between_in
@@ -115,6 +118,12 @@ def _open(
     alarms = AlarmService.open(settings.db)
     # nights past CAREHUB_RETENTION_DAYS, and closed nights the hub cached, are read as aggregates
     kept = stored_nights_in(settings.db, index.site.site, site_digest(index))
+    outbox = Outbox(alarms.store)
+
+    def deliveries(lo: datetime, hi: datetime) -> list[dict[str, Any]]:
+        """The phones' sends, for the utilisation report's notification times."""
+        return [{**r.delivery(), "alarm_id": r.alarm_id} for r in outbox.between(lo, hi)]
+
     return (
         index,
         events,
@@ -124,6 +133,7 @@ def _open(
             events,
             alarms.raised_between,
             kept,
+            deliveries=deliveries,
             checks=checks_between_in(settings.db, index.site.site),
         ),
     )
@@ -157,7 +167,7 @@ def freed_hours_cmd(
         a, b = _period(index, first, last)
         if ward is not None and ward not in {w.id for w in index.site.wards}:
             fail(f"unknown ward {ward!r}; the site has {', '.join(w.id for w in index.site.wards)}")
-        report = freed_hours(index, source, a, b, ward)
+        report = freed_hours(index, source, a, b, ward, from_first_measured=first is None)
         alarms.record_access(
             _actor(),
             "report_read",
@@ -193,7 +203,7 @@ def utilisation_cmd(
     index, events, alarms, source = _open(site)
     try:
         a, b = _period(index, first, last)
-        report = utilisation(index, source, a, b)
+        report = utilisation(index, source, a, b, from_first_measured=first is None)
         alarms.record_access(
             _actor(),
             "report_read",

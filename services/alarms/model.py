@@ -7,6 +7,9 @@ there is one place that says what may happen to an alarm.
     raised ──ack──▶ acknowledged ──resolve──▶ resolved
       │                ▲                        ▲
       └─escalate─▶ escalated ──ack─┘   (raised/escalated may also be resolved directly)
+
+`closed` is not reached by a transition: it is how `carehub import` keeps an alarm that an
+earlier system never resolved (`as_history`), ended without a resolution.
 """
 
 from __future__ import annotations
@@ -31,12 +34,16 @@ class AlarmState(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     ESCALATED = "escalated"
     RESOLVED = "resolved"
+    CLOSED = "closed"
+    """Imported history that the earlier system never resolved (docs/freed-hours.md)."""
 
 
 ACTIVE_STATES = frozenset({AlarmState.RAISED, AlarmState.ESCALATED, AlarmState.ACKNOWLEDGED})
 """States in which an alarm still needs someone; its MQTT message stays retained."""
 UNACKNOWLEDGED = frozenset({AlarmState.RAISED, AlarmState.ESCALATED})
 """States that escalate and are reminded of."""
+ENDED_STATES = frozenset({AlarmState.RESOLVED, AlarmState.CLOSED})
+"""States nothing happens to any more; no transition leaves them."""
 
 
 class Outcome(StrEnum):
@@ -193,3 +200,32 @@ def mark_cleared(alarm: Alarm, at: datetime) -> Alarm:
     if not alarm.active:
         raise InvalidTransitionError(alarm.alarm_id, alarm.state.value, "mark cleared")
     return alarm.model_copy(update={"cleared_at": at.astimezone(UTC)})
+
+
+def as_history(alarm: Alarm) -> Alarm:
+    """An alarm of another system as history (`carehub import`, docs/freed-hours.md).
+
+    A resolved alarm is kept as it is; one that ended in any other state is kept `closed`
+    with the times it has, so it is never shown as active and the freed-hours method counts
+    its missing response time as assumed. ValueError when its own fields contradict each
+    other: a time before `raised_at`, a resolved alarm without when, by whom or (from a
+    person) its outcome, or an unresolved one with a resolution.
+    """
+    state = AlarmState(alarm.state)  # a model_copy(update=...) may hold the plain string
+    for key in ("acknowledged_at", "escalated_at", "resolved_at"):
+        when = getattr(alarm, key)
+        if when is not None and when < alarm.raised_at:
+            msg = f"{key} ({rfc3339(when)}) is before raised_at ({rfc3339(alarm.raised_at)})"
+            raise ValueError(msg)
+    if state is AlarmState.RESOLVED:
+        if alarm.resolved_at is None or not alarm.resolved_by:
+            msg = "a resolved alarm needs resolved_at and resolved_by"
+            raise ValueError(msg)
+        if alarm.resolved_by != SENSOR and alarm.outcome is None:
+            msg = "an alarm a person resolved needs its outcome"
+            raise ValueError(msg)
+        return alarm
+    if alarm.resolved_at is not None or alarm.resolved_by is not None or alarm.outcome:
+        msg = f"state {state.value} with a resolution: say resolved, or leave it out"
+        raise ValueError(msg)
+    return alarm.model_copy(update={"state": AlarmState.CLOSED})

@@ -96,6 +96,14 @@ CACHE = "cache"
 RETENTION = "retention"
 
 
+def _counted(figures: str = "figures") -> str:
+    """SQL: the night's figures count its messages. A cached night without the count (cached
+    before unmeasured nights were told apart, docs/freed-hours.md) is not used: it is read raw
+    and cached again, as a stale one is. A retention night without it cannot be computed
+    again and falls back on its uptime (`NightUse.measured`)."""
+    return f"json_extract({figures}, '$.messages') IS NOT NULL"
+
+
 def site_digest(index: SiteIndex) -> str:
     """The site file as the figures of a night depend on it: a cached night computed under
     another one (a binding moved, a heartbeat changed) is not used."""
@@ -256,7 +264,9 @@ class AggregateStore:
         """Labels of the nights in [first, last] with a usable cached aggregate."""
         if not self.caches:
             return set()
-        return self._labels(first, last, "kind = 'cache' AND stale = 0 AND site_digest = ?")
+        return self._labels(
+            first, last, f"kind = 'cache' AND stale = 0 AND site_digest = ? AND {_counted()}"
+        )
 
     def _labels(self, first: date, last: date, where: str) -> set[date]:
         args: tuple[Any, ...] = (self.site, first.isoformat(), last.isoformat())
@@ -286,7 +296,8 @@ class AggregateStore:
         `services.reports.service.StoredNights`): stale or foreign cached nights left out."""
         span = (self.site, first.isoformat(), last.isoformat())
         usable = (
-            "(n.kind = 'retention' OR (n.kind = 'cache' AND n.stale = 0 AND n.site_digest = ?))"
+            "(n.kind = 'retention' OR (n.kind = 'cache' AND n.stale = 0 AND n.site_digest = ?"
+            f" AND {_counted('n.figures')}))"
         )
         args = (*span, self.digest if self.caches else "")
         with self._lock:

@@ -3,7 +3,7 @@ done through the sensors, beside the physical visits the hub knows of (docs/roun
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -45,6 +45,7 @@ def digital_checks_section(
     last: date,
     checks: Iterable[CheckRecord],
     alarms: Iterable[AlarmRecord],
+    measured: Sequence[date] | None = None,
 ) -> dict[str, Any]:
     """Digital checks per resident-night, the share of planned checks done digitally, and
     the alarm visits (a person in the room) beside them.
@@ -54,13 +55,21 @@ def digital_checks_section(
     resident that night (as in the freed-hours method), or when a check was recorded for them.
     Planned checks are the care plan's `checks_per_night`; of a resident-night's checks at
     most that many count towards the share, so extra checks never hide a missed one.
+
+    `measured`: the nights on which a served resident-night counts (the utilisation report's
+    measured nights, docs/freed-hours.md "Unmeasured nights"), so that the care plan's checks
+    of nights before the hub ran are not counted as checks not done digitally; a night with
+    a recorded check still counts for that resident. All nights when not given.
     """
     nights = nights_between(first, last)
     bounds = {n: index.night_bounds(n) for n in nights}
+    counted = set(nights if measured is None else measured)
     serving = _bindings_by_resident(index)
     rows: dict[tuple[str, date], _Tally] = {}
     for resident in index.site.residents:
         for label, (lo, hi) in bounds.items():
+            if label not in counted:
+                continue
             if any(b.start < hi and b.end > lo for b in serving.get(resident.id, ())):
                 rows[(resident.id, label)] = _Tally()
     for check in checks:

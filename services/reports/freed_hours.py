@@ -23,6 +23,9 @@ BOOTSTRAP_SEED = 6  # fixed: the same data always gives the same interval (docs/
 
 Seconds = npt.NDArray[np.float64]
 
+CLOSED = "closed"
+"""The alarm state of imported history that was never resolved (docs/alarms.md)."""
+
 
 @dataclass(frozen=True, slots=True)
 class AlarmRecord:
@@ -40,6 +43,8 @@ class AlarmRecord:
     resolved_by: str | None = None
     outcome: str | None = None
     escalated_at: datetime | None = None
+    state: str | None = None
+    """`closed`: imported history the earlier system never resolved (docs/freed-hours.md)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AlarmRecord:
@@ -68,13 +73,31 @@ class AlarmRecord:
             resolved_by=data.get("resolved_by"),
             outcome=data.get("outcome"),
             escalated_at=ts("escalated_at"),
+            state=data.get("state"),
         )
 
     @property
+    def closed_unresolved(self) -> bool:
+        """Imported, and the earlier system never resolved it (stored `closed`)."""
+        return self.state == CLOSED
+
+    @property
     def attended(self) -> bool:
-        """Whether a person went: acknowledged by a person, or resolved by one."""
+        """Whether a person went: acknowledged by a person, or resolved by one. An imported
+        alarm that was never resolved counts as attended: only a sensor's resolution shows
+        that nobody had to go, and assuming otherwise would overstate the freed hours."""
         by_person = self.resolved_by is not None and self.resolved_by != SENSOR
-        return self.acknowledged_by is not None or by_person
+        return self.acknowledged_by is not None or by_person or self.closed_unresolved
+
+    @property
+    def outcome_key(self) -> str:
+        """How it ended, for counts by outcome: the outcome, else `sensor`, `unresolved`
+        (imported, never resolved) or `open`."""
+        if self.outcome is not None:
+            return self.outcome
+        if self.resolved_by == SENSOR:
+            return "sensor"
+        return "unresolved" if self.closed_unresolved else "open"
 
 
 # --- coverage ------------------------------------------------------------------------------
@@ -170,11 +193,41 @@ class FreedHoursInput:
     coverage: Mapping[tuple[str, date], float] = field(default_factory=dict)
     """Stored κ per (resident, night) for nights kept only as aggregates (raw events deleted
     by retention); those nights take κ from here instead of from `device_times`."""
+    measured: Mapping[date, bool] = field(default_factory=dict)
+    """Whether a night kept as an aggregate was measured (`measured_nights`); the other
+    nights are judged from `device_times`."""
 
 
 def nights_between(first: date, last: date) -> list[date]:
     """Night labels from `first` to `last`, both included."""
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def night_messages(
+    index: SiteIndex, device_times: Mapping[str, Seconds], lo_s: float, hi_s: float
+) -> int:
+    """Messages the site's devices sent with a time in [lo_s, hi_s) (sorted Unix seconds)."""
+    total = 0
+    for device_id in index.bindings:
+        times = device_times.get(device_id)
+        if times is not None and times.size:
+            total += int(np.searchsorted(times, hi_s) - np.searchsorted(times, lo_s))
+    return total
+
+
+def measured_nights(index: SiteIndex, nights: Sequence[date], data: FreedHoursInput) -> list[date]:
+    """The nights on which a device of the site sent anything (docs/freed-hours.md,
+    "Unmeasured nights"): a night without a single message is no measurement (the hub was
+    not running, or not yet), so it must not count as a night of zero coverage."""
+    out = []
+    for night in nights:
+        known = data.measured.get(night)
+        if known is None:
+            lo, hi = index.night_bounds(night)
+            known = night_messages(index, data.device_times, lo.timestamp(), hi.timestamp()) > 0
+        if known:
+            out.append(night)
+    return out
 
 
 def _bindings_by_resident(index: SiteIndex) -> dict[str, list[Binding]]:
@@ -186,6 +239,18 @@ def _bindings_by_resident(index: SiteIndex) -> dict[str, list[Binding]]:
             for resident_id in index.residents_of(b):
                 out.setdefault(resident_id, []).append(b)
     return out
+
+
+def served_resident_nights(index: SiteIndex, nights: Sequence[date]) -> int:
+    """Resident-nights on which a device served the resident (the method's resident-nights,
+    before the ward filter): the denominator of the per-resident-night figures."""
+    serving = _bindings_by_resident(index)
+    total = 0
+    for night in nights:
+        lo, hi = index.night_bounds(night)
+        for resident in index.site.residents:
+            total += any(b.start < hi and b.end > lo for b in serving.get(resident.id, ()))
+    return total
 
 
 def _alarm_residents(index: SiteIndex, alarm: AlarmRecord) -> list[str]:
@@ -309,7 +374,8 @@ def _summary(rows: list[ResidentNight], nights: list[date], hours_per_fte: float
     per_night = np.array(
         [sum(r.freed_min for r in grouped.get(n, ())) / 60 for n in nights], dtype=np.float64
     )
-    mean = float(per_night.mean()) if per_night.size else 0.0
+    # no measured night: no mean (null in the JSON), never a made-up zero
+    mean = float(per_night.mean()) if per_night.size else float("nan")
     lo, hi = bootstrap_ci(per_night)
     return {
         "nights": len(nights),
@@ -318,7 +384,7 @@ def _summary(rows: list[ResidentNight], nights: list[date], hours_per_fte: float
         "freed_hours_per_night": {"mean": mean, "ci95": [lo, hi]},
         "annual_hours": mean * 365,
         "fte": mean * 365 / hours_per_fte,
-        "coverage_mean": float(np.mean([r.coverage for r in rows])) if rows else 0.0,
+        "coverage_mean": float(np.mean([r.coverage for r in rows])) if rows else float("nan"),
         "room_entries_avoided": float(sum(r.entries_avoided for r in rows)),
     }
 
@@ -334,17 +400,47 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
+def measured_period(
+    index: SiteIndex,
+    first: date,
+    last: date,
+    data: FreedHoursInput,
+    *,
+    from_first_measured: bool = False,
+) -> tuple[date, list[date], list[date]]:
+    """(first night, measured nights, unmeasured nights) of a period. With
+    `from_first_measured` (a report's default period, docs/freed-hours.md) the period starts
+    at its first measured night, when it has one."""
+    nights = nights_between(first, last)
+    measured = measured_nights(index, nights, data)
+    if from_first_measured and measured:
+        first = measured[0]
+        nights = nights_between(first, last)
+    kept = set(measured)
+    return first, measured, [n for n in nights if n not in kept]
+
+
 def freed_hours_report(
-    index: SiteIndex, first: date, last: date, data: FreedHoursInput, ward: str | None = None
+    index: SiteIndex,
+    first: date,
+    last: date,
+    data: FreedHoursInput,
+    ward: str | None = None,
+    *,
+    from_first_measured: bool = False,
 ) -> dict[str, Any]:
-    """The report (docs/freed-hours.md) as JSON-ready data."""
+    """The report (docs/freed-hours.md) as JSON-ready data, over the measured nights of the
+    period; `from_first_measured` for a default period (it starts at the first of them)."""
     if last < first:
         msg = f"'to' ({last}) is before 'from' ({first})"
         raise ValueError(msg)
     alarms = list(data.alarms)
-    data = FreedHoursInput(data.device_times, alarms, data.extra, data.coverage)
-    rows = resident_nights(index, first, last, data, ward)
-    nights = nights_between(first, last)
+    data = FreedHoursInput(data.device_times, alarms, data.extra, data.coverage, data.measured)
+    first, nights, unmeasured = measured_period(
+        index, first, last, data, from_first_measured=from_first_measured
+    )
+    counted = set(nights)
+    rows = [r for r in resident_nights(index, first, last, data, ward) if r.night in counted]
     site_p = index.benefit_for(None)
     report: dict[str, Any] = {
         "site": index.site.site,
@@ -352,6 +448,7 @@ def freed_hours_report(
         "to": last.isoformat(),
         "ward": ward,
         **_summary(rows, nights, site_p["hours_per_fte"]),
+        "unmeasured_nights": [n.isoformat() for n in unmeasured],
     }
     ward_rows: dict[str | None, list[ResidentNight]] = {}
     resident_rows: dict[str, list[ResidentNight]] = {}
@@ -389,15 +486,13 @@ def freed_hours_report(
         }
         for n in nights
     ]
-    in_period = [
-        a for a in alarms if (n := index.night_of(a.raised_at)) is not None and first <= n <= last
-    ]
+    in_period = [a for a in alarms if index.night_of(a.raised_at) in counted]
     if ward is not None:
         in_period = [a for a in in_period if index.room_ward.get(_room(index, a) or "") == ward]
     by_rule: dict[str, dict[str, int]] = {}
     for a in in_period:
         by_rule.setdefault(a.rule, {})
-        key = a.outcome or ("sensor" if a.resolved_by == SENSOR else "open")
+        key = a.outcome_key
         by_rule[a.rule][key] = by_rule[a.rule].get(key, 0) + 1
     report["alarms"] = {"total": len(in_period), "by_rule_outcome": by_rule}
     report["acknowledge_minutes"] = _percentiles(

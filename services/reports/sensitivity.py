@@ -14,7 +14,7 @@ from carehub.site import Benefit, Site, SiteIndex
 from services.reports.freed_hours import (
     SYMBOLS,
     FreedHoursInput,
-    nights_between,
+    measured_period,
     resident_nights,
 )
 
@@ -49,12 +49,19 @@ def with_parameter(site: Site, key: str, value: float) -> Site:
 
 
 def _per_night(
-    index: SiteIndex, first: date, last: date, data: FreedHoursInput, ward: str | None
+    index: SiteIndex,
+    first: date,
+    last: date,
+    data: FreedHoursInput,
+    ward: str | None,
+    measured: list[date],
 ) -> tuple[float, float]:
-    """(mean freed hours per night, full-time posts) for the site or one ward."""
-    rows = resident_nights(index, first, last, data, ward)
-    nights = len(nights_between(first, last))
-    mean = sum(r.freed_min for r in rows) / 60 / nights if nights else 0.0
+    """(mean freed hours per night, full-time posts) for the site or one ward, over the
+    measured nights (docs/freed-hours.md, "Unmeasured nights")."""
+    counted = set(measured)
+    rows = [r for r in resident_nights(index, first, last, data, ward) if r.night in counted]
+    nights = len(measured)
+    mean = sum(r.freed_min for r in rows) / 60 / nights if nights else float("nan")
     fte = mean * 365 / index.benefit_for(None)["hours_per_fte"]
     return round(mean, 4), round(fte, 4)
 
@@ -66,17 +73,25 @@ def sensitivity_report(
     data: FreedHoursInput,
     ward: str | None = None,
     ranges: dict[str, tuple[float, ...]] | None = None,
+    *,
+    from_first_measured: bool = False,
 ) -> dict[str, Any]:
-    """Freed hours per night for each value of each parameter, drivers first."""
-    data = FreedHoursInput(data.device_times, list(data.alarms), data.extra, data.coverage)
-    base_mean, base_fte = _per_night(index, first, last, data, ward)
+    """Freed hours per night for each value of each parameter, drivers first, over the
+    measured nights of the period (as the freed-hours report)."""
+    data = FreedHoursInput(
+        data.device_times, list(data.alarms), data.extra, data.coverage, data.measured
+    )
+    first, measured, unmeasured = measured_period(
+        index, first, last, data, from_first_measured=from_first_measured
+    )
+    base_mean, base_fte = _per_night(index, first, last, data, ward, measured)
     current = index.benefit_for(None)
     parameters: dict[str, Any] = {}
     for key, values in (ranges or RANGES).items():
         points = []
         for value in values:
             variant = SiteIndex(with_parameter(index.site, key, value))
-            mean, fte = _per_night(variant, first, last, data, ward)
+            mean, fte = _per_night(variant, first, last, data, ward, measured)
             points.append({"value": value, "freed_hours_per_night": mean, "fte": fte})
         means = [p["freed_hours_per_night"] for p in points]
         parameters[key] = {
@@ -92,6 +107,8 @@ def sensitivity_report(
         "from": first.isoformat(),
         "to": last.isoformat(),
         "ward": ward,
+        "nights": len(measured),
+        "unmeasured_nights": [n.isoformat() for n in unmeasured],
         "base": {"freed_hours_per_night": base_mean, "fte": base_fte},
         "parameters": parameters,
         "drivers": drivers,

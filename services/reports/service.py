@@ -191,31 +191,60 @@ def _input(
     }
     runs = _raw_runs(first, last, stored)
     data = FreedHoursInput(
-        _raw_device_times(index, source, runs), source.alarms(lo, hi), coverage=coverage
+        _raw_device_times(index, source, runs),
+        source.alarms(lo, hi),
+        coverage=coverage,
+        measured={night: kept.use.measured for night, kept in stored.items()},
     )
     return data, stored
 
 
 def freed_hours(
-    index: SiteIndex, source: ReportSource, first: date, last: date, ward: str | None = None
+    index: SiteIndex,
+    source: ReportSource,
+    first: date,
+    last: date,
+    ward: str | None = None,
+    *,
+    from_first_measured: bool = False,
 ) -> dict[str, Any]:
     """The freed-hours report (docs/freed-hours.md) for a period, from the stores (nights past
-    retention from their aggregates)."""
+    retention from their aggregates). `from_first_measured`: the period is the default one,
+    so it starts at its first measured night ("Unmeasured nights")."""
     data, _stored = _input(index, source, first, last)
-    return json_safe_report(freed_hours_report(index, first, last, data, ward))
+    report = freed_hours_report(
+        index, first, last, data, ward, from_first_measured=from_first_measured
+    )
+    return json_safe_report(report)
 
 
 def sensitivity(
-    index: SiteIndex, source: ReportSource, first: date, last: date, ward: str | None = None
+    index: SiteIndex,
+    source: ReportSource,
+    first: date,
+    last: date,
+    ward: str | None = None,
+    *,
+    from_first_measured: bool = False,
 ) -> dict[str, Any]:
     """How the freed hours move with each assumption, for a period, from the stores."""
     from services.reports.sensitivity import sensitivity_report
 
     data, _stored = _input(index, source, first, last)
-    return json_safe_report(sensitivity_report(index, first, last, data, ward))
+    report = sensitivity_report(
+        index, first, last, data, ward, from_first_measured=from_first_measured
+    )
+    return json_safe_report(report)
 
 
-def utilisation(index: SiteIndex, source: ReportSource, first: date, last: date) -> dict[str, Any]:
+def utilisation(
+    index: SiteIndex,
+    source: ReportSource,
+    first: date,
+    last: date,
+    *,
+    from_first_measured: bool = False,
+) -> dict[str, Any]:
     """The utilisation report for a period, from the stores, with the digital checks."""
     lo, hi = _window(index, first, last)
     stored = stored_nights(source, first, last)
@@ -230,11 +259,15 @@ def utilisation(index: SiteIndex, source: ReportSource, first: date, last: date)
         _raw_device_times(index, source, runs),
         {night: kept.use for night, kept in stored.items()},
         source.deliveries(lo, hi + DELIVERY_LOOKAHEAD),
+        from_first_measured=from_first_measured,
     )
+    first = date.fromisoformat(report["from"])
+    unmeasured = set(report["unmeasured_nights"])
+    measured = [n for n in nights_between(first, last) if n.isoformat() not in unmeasured]
     # checks are never pruned: read for every night, like the alarms
     checks_lo, checks_hi = index.night_bounds(first)[0], index.night_bounds(last)[1]
     report["digital_checks"] = digital_checks_section(
-        index, first, last, digital_checks(source, checks_lo, checks_hi), alarms
+        index, first, last, digital_checks(source, checks_lo, checks_hi), alarms, measured
     )
     return json_safe_report(report)
 
@@ -319,6 +352,8 @@ def freed_hours_csv(report: dict[str, Any]) -> str:
     w.writerow(["summary", "ci95_high", _num(mean["ci95"][1], 3), "", "", ""])
     w.writerow(["summary", "annual_hours", _num(report["annual_hours"], 1), "", "", ""])
     w.writerow(["summary", "fte", _num(report["fte"], 3), "", "", ""])
+    # nights no device sent anything on: in no figure above (docs/freed-hours.md)
+    w.writerow(["summary", "unmeasured_nights", "", "", "", len(report["unmeasured_nights"])])
     for key, p in report["assumptions"]["parameters"].items():
         w.writerow(["assumption", f"{p['symbol']} ({key})", p["value"], p["source"], "", ""])
     return out.getvalue()

@@ -16,14 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from carehub.alarmkinds import SENSOR
 from carehub.site import SiteIndex
 from services.reports.freed_hours import (
     AlarmRecord,
     Seconds,
     _clip,
     all_covered_seconds,
+    night_messages,
     nights_between,
     online_intervals,
+    served_resident_nights,
 )
 
 
@@ -124,6 +127,18 @@ class NightUse:
     missed: int = 0
     change_levels: list[float] = field(default_factory=list)
     """The saturation read before each diaper change (`detached`) of the night."""
+    messages: int | None = None
+    """Messages the site's devices sent with a time inside the night; None in a night kept
+    before this was counted (`measured` then falls back on the uptime)."""
+
+    @property
+    def measured(self) -> bool:
+        """Whether a device of the site sent anything that night (docs/freed-hours.md,
+        "Unmeasured nights"). A night kept without its count is measured when a device was
+        online in it, which a message at most three heartbeats before its start also makes."""
+        if self.messages is not None:
+            return self.messages > 0
+        return any(v > 0 for v in self.uptime_seconds.values())
 
     def to_json(self) -> dict[str, Any]:
         """For the aggregate store."""
@@ -134,11 +149,13 @@ class NightUse:
             "taken_on_time": self.taken_on_time,
             "missed": self.missed,
             "change_levels": self.change_levels,
+            "messages": self.messages,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NightUse:
         """Back from the aggregate store."""
+        messages = data.get("messages")
         return cls(
             night_seconds=float(data["night_seconds"]),
             uptime_seconds={str(k): float(v) for k, v in data["uptime_seconds"].items()},
@@ -146,6 +163,7 @@ class NightUse:
             taken_on_time=int(data["taken_on_time"]),
             missed=int(data["missed"]),
             change_levels=[float(v) for v in data["change_levels"]],
+            messages=None if messages is None else int(messages),
         )
 
 
@@ -183,7 +201,10 @@ def night_uses(
     for night in nights_between(first, last):
         n_lo, n_hi = index.night_bounds(night)
         lo_s, hi_s = n_lo.timestamp(), n_hi.timestamp()
-        use = NightUse(night_seconds=hi_s - lo_s)
+        use = NightUse(
+            night_seconds=hi_s - lo_s,
+            messages=night_messages(index, device_times, lo_s, hi_s),
+        )
         for device_id, (starts, ends) in intervals.items():
             s, e = _clip(starts, ends, lo_s, hi_s)
             use.uptime_seconds[device_id] = all_covered_seconds([(s, e)], lo_s, hi_s)
@@ -226,15 +247,28 @@ def utilisation_report(
     device_times: Mapping[str, Seconds],
     stored: Mapping[date, NightUse] | None = None,
     deliveries: Iterable[DeliveryRecord] = (),
+    *,
+    from_first_measured: bool = False,
 ) -> dict[str, Any]:
-    """Alarms, response times, coverage, adherence, diaper changes, concurrency, and how
-    fast the phones heard (`deliveries`, the notification outbox).
+    """Alarms, response times, coverage, adherence, diaper changes, concurrency, the alarms'
+    quality, and how fast the phones heard (`deliveries`, the notification outbox).
 
     `stored` holds the equipment figures of nights kept only as aggregates; the other nights
-    are computed from `events` and `device_times`. Alarms are never pruned.
+    are computed from `events` and `device_times`. Alarms are never pruned. Figures that
+    average over nights read the measured nights only (docs/freed-hours.md, "Unmeasured
+    nights"); `from_first_measured` (a default period) starts the period at the first one.
     """
-    nights = nights_between(first, last)
     stored = stored or {}
+    nights = nights_between(first, last)
+    raw = [n for n in nights if n not in stored]
+    computed = night_uses(index, min(raw), max(raw), events, device_times) if raw else {}
+    use_of = {n: stored[n] if n in stored else computed[n] for n in nights}
+    measured = [n for n in nights if use_of[n].measured]
+    if from_first_measured and measured:
+        first = measured[0]
+        nights = nights_between(first, last)
+    counted = set(measured)
+    unmeasured = [n for n in nights if n not in counted]
     in_nights = [a for a in alarms if (n := index.night_of(a.raised_at)) and first <= n <= last]
     slots = _hour_slots(index)
 
@@ -243,14 +277,14 @@ def utilisation_report(
     for a in in_nights:
         r = by_rule.setdefault(a.rule, {"count": 0, "outcomes": {}, "escalated": 0})
         r["count"] += 1
-        key = a.outcome or ("sensor" if a.resolved_by == "sensor" else "open")
+        key = a.outcome_key
         r["outcomes"][key] = r["outcomes"].get(key, 0) + 1
         r["escalated"] += a.escalated_at is not None
         hour = a.raised_at.astimezone(index.tz).hour
         if hour in by_hour:
             by_hour[hour] += 1
-    resolved_by_person = [a for a in in_nights if a.outcome is not None]
-    false_alarms = sum(1 for a in resolved_by_person if a.outcome == "false_alarm")
+    judged = [a for a in in_nights if a.outcome is not None]
+    false_alarms = sum(1 for a in judged if a.outcome == "false_alarm")
 
     ack = [
         (a.acknowledged_at - a.raised_at).total_seconds() / 60
@@ -263,11 +297,9 @@ def utilisation_report(
         if a.acknowledged_at and a.resolved_at
     ]
 
-    raw = [n for n in nights if n not in stored]
-    computed = night_uses(index, min(raw), max(raw), events, device_times) if raw else {}
-    uses = [stored[n] if n in stored else computed[n] for n in nights]
+    uses = [use_of[n] for n in measured]
 
-    # Device uptime over the nights of the period.
+    # Device uptime over the measured nights of the period.
     night_total = sum(u.night_seconds for u in uses)
     uptime: dict[str, float] = {}
     for device_id in index.bindings:
@@ -287,23 +319,26 @@ def utilisation_report(
         if b.kind.value == "diaper"
         for r in index.residents_of(b)
     }
-    resident_nights = len(diaper_residents) * len(nights)
+    resident_nights = len(diaper_residents) * len(measured)
     all_levels = [lvl for u in uses for lvl in u.change_levels]
 
     return {
         "site": index.site.site,
         "from": first.isoformat(),
         "to": last.isoformat(),
-        "nights": len(nights),
+        "nights": len(measured),
+        "unmeasured_nights": [n.isoformat() for n in unmeasured],
         "alarms": {
             "total": len(in_nights),
+            "on_unmeasured_nights": sum(
+                1 for a in in_nights if index.night_of(a.raised_at) not in counted
+            ),
             "by_rule": by_rule,
             "by_hour_of_night": [{"hour": h, "count": by_hour[h]} for h in slots],
             "escalated": sum(r["escalated"] for r in by_rule.values()),
-            "false_alarm_share": round(false_alarms / len(resolved_by_person), 4)
-            if resolved_by_person
-            else None,
+            "false_alarm_share": round(false_alarms / len(judged), 4) if judged else None,
         },
+        "alarm_quality": alarm_quality(index, in_nights, measured, deliveries),
         "acknowledge_minutes": _stats(ack),
         "response_minutes": _stats(response),
         "response_minutes_histogram": _histogram(response, RESPONSE_BINS),
@@ -324,6 +359,77 @@ def utilisation_report(
         },
         "concurrency": concurrency(index, in_nights, slots),
         "notify": notify_times(in_nights, deliveries),
+    }
+
+
+FALL_RULE = "fall"
+"""A fall the sensor detected (a bed exit is of kind fall too, but nobody fell)."""
+
+
+def alarm_quality(
+    index: SiteIndex,
+    alarms: list[AlarmRecord],
+    measured: list[date],
+    deliveries: Iterable[DeliveryRecord],
+) -> dict[str, Any]:
+    """How good the alarms were and how fast they reached a person (docs/freed-hours.md,
+    "Alarm quality"): alarms per resident-night, the false-alarm share, alarms nobody
+    acknowledged and how they ended, falls and falls where staff assisted, and raise → first
+    phone notification → acknowledgement.
+
+    `alarms` are those of the period's nights; the rate per resident-night divides the ones
+    of the measured nights by the measured resident-nights.
+    """
+    counted = set(measured)
+    on_measured = sum(1 for a in alarms if index.night_of(a.raised_at) in counted)
+    resident_nights = served_resident_nights(index, measured)
+    judged = [a for a in alarms if a.outcome is not None]
+    false_alarms = sum(1 for a in judged if a.outcome == "false_alarm")
+    unacknowledged = [a for a in alarms if a.acknowledged_at is None]
+    falls = [a for a in alarms if a.rule == FALL_RULE]
+
+    first_send: dict[str, datetime] = {}
+    by_id = {a.alarm_id: a for a in alarms}
+    for d in deliveries:
+        if d.sent_at is None or d.step == "taken" or d.alarm_id not in by_id:
+            continue
+        if d.alarm_id not in first_send or d.sent_at < first_send[d.alarm_id]:
+            first_send[d.alarm_id] = d.sent_at
+    to_send = [(t - by_id[i].raised_at).total_seconds() for i, t in first_send.items()]
+    to_ack = [
+        (ack - by_id[i].raised_at).total_seconds()
+        for i in first_send
+        if (ack := by_id[i].acknowledged_at) is not None
+    ]
+    return {
+        "resident_nights": resident_nights,
+        "alarms_on_measured_nights": on_measured,
+        "alarms_per_resident_night": round(on_measured / resident_nights, 4)
+        if resident_nights
+        else None,
+        "false_alarms": false_alarms,
+        "judged_by_person": len(judged),
+        "false_alarm_share": round(false_alarms / len(judged), 4) if judged else None,
+        "never_acknowledged": {
+            "total": len(unacknowledged),
+            "resolved_by_person": sum(
+                1 for a in unacknowledged if a.resolved_by not in (None, SENSOR)
+            ),
+            "resolved_by_sensor": sum(1 for a in unacknowledged if a.resolved_by == SENSOR),
+            "unresolved": sum(1 for a in unacknowledged if a.closed_unresolved),
+            "open": sum(
+                1 for a in unacknowledged if a.resolved_by is None and not a.closed_unresolved
+            ),
+        },
+        "falls": {
+            "total": len(falls),
+            "assisted": sum(1 for a in falls if a.outcome == "assisted"),
+        },
+        "phones": {
+            "alarms_notified": len(first_send),
+            "to_first_notification_seconds": _stats(to_send),
+            "to_acknowledge_seconds": _stats(to_ack),
+        },
     }
 
 

@@ -196,6 +196,14 @@ MESSAGES: dict[str, dict[Locale, str]] = {
     "report_coverage": {"da": "Dækning", "en": "Coverage"},
     "report_room_entries_avoided": {"da": "Undgåede besøg", "en": "Room entries avoided"},
     "report_resident_nights": {"da": "Beboer-nætter", "en": "Resident-nights"},
+    "report_nights_measured": {"da": "Målte nætter", "en": "Nights measured"},
+    "report_unmeasured_nights": {"da": "Nætter uden målinger", "en": "Unmeasured nights"},
+    "report_unmeasured_note": {
+        "da": "En nat, hvor ingen sensor sendte noget, er ikke målt og er udeladt af alle tal. "
+        "Uden en fra-dato begynder perioden ved den første målte nat.",
+        "en": "A night on which no sensor sent anything is not measured and is left out of "
+        "every figure. Without a from date, the period starts at the first measured night.",
+    },
     "report_equipment_and_alarms": {
         "da": "Brug af udstyr og alarmer",
         "en": "Equipment and alarms",
@@ -214,6 +222,29 @@ MESSAGES: dict[str, dict[Locale, str]] = {
         "da": "Flest samtidige alarmer",
         "en": "Most simultaneous alarms",
     },
+    "report_alarm_quality": {"da": "Alarmernes kvalitet", "en": "Alarm quality"},
+    "report_alarms_per_resident_night": {
+        "da": "Alarmer pr. beboer-nat",
+        "en": "Alarms per resident-night",
+    },
+    "report_false_alarm_share": {
+        "da": "Falske alarmer, af dem personalet afsluttede",
+        "en": "False alarms, of those staff closed",
+    },
+    "report_never_acknowledged": {"da": "Aldrig kvitteret", "en": "Never acknowledged"},
+    "report_falls_assisted": {
+        "da": "Fald / heraf hjulpet af personalet",
+        "en": "Falls / of which staff assisted",
+    },
+    "report_to_first_notification": {
+        "da": "Alarm → første besked på telefon, median / p90",
+        "en": "Alarm → first phone notification, median / p90",
+    },
+    "report_to_acknowledge_notified": {
+        "da": "Alarm → kvittering, median / p90",
+        "en": "Alarm → acknowledged, median / p90",
+    },
+    "report_of_alarms": {"da": "alarmer", "en": "alarms"},
     "report_drivers": {"da": "Hvad driver tallet?", "en": "What drives the number?"},
     "report_drivers_note": {
         "da": "Frigjorte timer pr. nat, hvis én antagelse ændres for hele plejehjemmet "

@@ -135,6 +135,8 @@ class BoardAlarms:
         for a in provisional:
             seen = _time(a, "last_seen_at")
             for s in by_key.get((a.get("rule"), a.get("device_id")), []):
+                if s.get("state") == "closed":
+                    continue  # imported history (docs/freed-hours.md): it took over nothing
                 if s.get("state") != "resolved" or _time(s, "resolved_at") >= seen:
                     settled.add(id(a))
                     break

@@ -100,8 +100,9 @@ def test_bootstrap_band_contains_the_true_mean_about_95_percent_of_the_time() ->
 
 
 def test_csv_says_what_the_json_says(test_index: SiteIndex) -> None:
+    # two nights of data and a third without any: not measured, and the CSV says so
     report = freed_hours_report(
-        test_index, NIGHT, NIGHT + timedelta(days=1), two_nights(test_index)
+        test_index, NIGHT, NIGHT + timedelta(days=2), two_nights(test_index)
     )
     rows = list(csv.reader(io.StringIO(freed_hours_csv(report))))
     by = {(r[0], r[1]): r for r in rows[1:]}
@@ -124,6 +125,8 @@ def test_csv_says_what_the_json_says(test_index: SiteIndex) -> None:
     assert float(by[("summary", "mean_per_night")][2]) == pytest.approx(mean["mean"], abs=1e-3)
     assert float(by[("summary", "ci95_low")][2]) == pytest.approx(mean["ci95"][0], abs=1e-3)
     assert float(by[("summary", "fte")][2]) == pytest.approx(report["fte"], abs=1e-3)
+    assert report["unmeasured_nights"] == [(NIGHT + timedelta(days=2)).isoformat()]
+    assert by[("summary", "unmeasured_nights")][5] == "1"
     params = {r[1] for r in rows if r[0] == "assumption"}
     assert "m_c (check_minutes)" in params
     assert date.fromisoformat(report["by_night"][0]["night"]) == NIGHT

@@ -73,6 +73,12 @@ TABLE = [
     (X, "resolve", None),
     (X, "resolve_by_sensor", None),
     (X, "repeat", None),
+    # closed: imported history that was never resolved; nothing happens to it any more
+    (AlarmState.CLOSED, "acknowledge", None),
+    (AlarmState.CLOSED, "escalate", None),
+    (AlarmState.CLOSED, "resolve", None),
+    (AlarmState.CLOSED, "resolve_by_sensor", None),
+    (AlarmState.CLOSED, "repeat", None),
 ]
 
 
@@ -149,3 +155,32 @@ def test_json_has_the_spec_keys_and_rfc3339_times() -> None:
     assert data["state"] == "resolved"
     assert data["outcome"] == "changed"
     assert Alarm.model_validate(data) == model.resolve(alarm(), "anna", "changed", LATER)
+
+
+def test_history_keeps_a_resolved_alarm_and_closes_any_other() -> None:
+    """`as_history` (carehub import): resolved as it is; acknowledged, escalated or raised
+    become `closed` with their times; not active."""
+    done = model.resolve(model.acknowledge(alarm(), "anna", LATER), "anna", "changed", LATER)
+    assert model.as_history(done) == done
+    for before in (model.acknowledge(alarm(), "anna", LATER), model.escalate(alarm(), LATER)):
+        kept = model.as_history(before)
+        assert kept.state is AlarmState.CLOSED
+        assert not kept.active
+        assert kept.model_copy(update={"state": before.state}) == before
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"acknowledged_at": T0 - timedelta(seconds=1)}, "acknowledged_at .* before raised_at"),
+        ({"state": AlarmState.RESOLVED, "resolved_by": "anna", "outcome": "assisted"}, "needs"),
+        ({"state": AlarmState.RESOLVED, "resolved_at": LATER, "resolved_by": "anna"}, "outcome"),
+        ({"resolved_at": LATER}, "state raised with a resolution"),
+        ({"outcome": Outcome.ASSISTED}, "state raised with a resolution"),
+    ],
+)
+def test_history_refuses_an_alarm_that_contradicts_itself(
+    changes: dict[str, object], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        model.as_history(alarm().model_copy(update=changes))

@@ -248,5 +248,18 @@ def test_import_keeps_finished_history_once(store: AlarmStore) -> None:
         assert store.import_alarm(alarm)
         assert not store.import_alarm(alarm)
     assert store.get("old-1") == alarm
-    with pytest.raises(ValueError, match="only resolved"), store.transaction():
+    with pytest.raises(ValueError, match="state raised with a resolution"), store.transaction():
         store.import_alarm(alarm.model_copy(update={"alarm_id": "x", "state": "raised"}))
+    assert store.get("x") is None
+    # one the earlier system never resolved is kept closed (docs/alarms.md), once
+    open_one = alarm.model_copy(
+        update={"alarm_id": "y", "state": "acknowledged", "resolved_at": None,
+                "resolved_by": None, "outcome": None}
+    )  # fmt: skip
+    with store.transaction():
+        assert store.import_alarm(open_one)
+        assert not store.import_alarm(open_one)
+    kept = store.get("y")
+    assert kept is not None
+    assert kept.state == "closed"
+    assert store.list_alarms(active_only=True) == []

@@ -198,7 +198,8 @@ def test_reports_validate_their_query_and_are_audited(
     assert r.status_code == 422
     r = httpx.get(f"{base}/api/reports/freed-hours?from=2026-11-01&to=2026-11-02", headers=h)
     assert r.status_code == 200
-    assert r.json()["nights"] == 2
+    # no device sent anything on either night: both asked, neither measured
+    assert (r.json()["nights"], r.json()["unmeasured_nights"]) == (0, ["2026-11-01", "2026-11-02"])
     r = httpx.get(f"{base}/api/reports/freed-hours.csv?from=2026-11-01&to=2026-11-02", headers=h)
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/csv")

@@ -278,7 +278,7 @@ def test_one_expensive_report_at_a_time_per_user(
 
     from services.web.routes import reports
 
-    def slow(*_args: object) -> dict[str, object]:
+    def slow(*_args: object, **_kwargs: object) -> dict[str, object]:
         time.sleep(1.5)
         return {"slow": True}
 

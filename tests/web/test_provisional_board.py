@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from carehub.clock import FakeClock
-from carehub.site import SiteIndex
+from carehub.site import Priority, SiteIndex
 from carehub.timefmt import rfc3339
 from carehub.topics import SiteTopics
+from services.alarms.model import Alarm, AlarmState
 from services.alarms.service import AlarmService
 from services.alarms.store import AlarmStore
 from services.rules.engine import RulesEngine
@@ -93,3 +94,29 @@ def test_a_provisional_fall_is_hidden_by_its_stored_alarm_active_or_resolved_aft
     # another device's provisional fall is not hidden by fall-a1's alarm
     board.on_message(TOPICS.provisional_fall("fall-b1"), provisional("fall-b1", 1))
     assert sorted(shown()) == ["provisional-fall-a1", "provisional-fall-b1"]
+
+
+def test_an_imported_alarm_never_resolved_does_not_hide_a_provisional_fall(
+    parts: tuple[RulesEngine, AlarmService, FakeClock],
+) -> None:
+    """A `closed` alarm (imported history, docs/freed-hours.md) of the same device and rule
+    is not the store speaking about this fall: the provisional fall stays shown."""
+    _engine, service, _clock = parts
+    closed = Alarm(
+        alarm_id="imported-fall",
+        site="testhjem",
+        rule="fall",
+        kind="fall",
+        priority=Priority.HIGH,
+        state=AlarmState.ACKNOWLEDGED,
+        device_id="fall-a1",
+        raised_at=NIGHT,
+        acknowledged_at=NIGHT + timedelta(minutes=1),
+        acknowledged_by="anna",
+    )
+    with service.store.transaction():
+        assert service.store.import_alarm(closed)
+    assert service.list_alarms("all")[0]["state"] == "closed"
+    board = BoardAlarms(service, "carehub", "testhjem")
+    board.on_message(TOPICS.provisional_fall("fall-a1"), provisional("fall-a1", 2))
+    assert [a["alarm_id"] for a in board.list_alarms("active", None)] == ["provisional-fall-a1"]

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from carehub.timefmt import from_us, rfc3339, to_us
-from services.alarms.model import Alarm, AlarmState
+from services.alarms.model import Alarm, as_history
 from services.alarms.store.db import Repository
 
 ChangeType = Literal["new", "update", "end"]
@@ -29,6 +29,11 @@ ChangeReason = Literal[
 ]
 """Why an alarm changed; the `reason` of a change envelope."""
 
+ACTIVE_SQL = "state != 'resolved' AND state != 'closed'"
+"""An alarm that still needs someone (model.ACTIVE_STATES): `closed` is imported history.
+Spelled with `state != 'resolved'` so that SQLite can use the partial index `alarms_one_active`
+for the rules engine's look-up per event (`NOT IN (...)` makes it scan the table)."""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms (
     alarm_id TEXT PRIMARY KEY,
@@ -41,6 +46,7 @@ CREATE TABLE IF NOT EXISTS alarms (
     imported INTEGER NOT NULL DEFAULT 0,
     body TEXT NOT NULL
 );
+-- closed (imported) alarms fall under this index too; each has a subject of its own
 CREATE UNIQUE INDEX IF NOT EXISTS alarms_one_active
     ON alarms (site, rule, subject) WHERE state != 'resolved';
 CREATE INDEX IF NOT EXISTS alarms_raised ON alarms (raised_us);
@@ -115,7 +121,7 @@ class AlarmRepository(Repository):
         """Alarms, newest first: the active ones, or all (raised at or after `since`)."""
         sql, args = "SELECT body FROM alarms WHERE 1=1", []
         if active_only:
-            sql += " AND state != 'resolved'"
+            sql += f" AND {ACTIVE_SQL}"
         if since is not None:
             sql += " AND raised_us >= ?"
             args.append(to_us(since))
@@ -138,8 +144,7 @@ class AlarmRepository(Repository):
     def open_alarm(self, site: str, rule: str, subject: str) -> Alarm | None:
         """The one active alarm of a (rule, resident-or-device), if any."""
         rows = self._db.rows(
-            "SELECT body FROM alarms WHERE site = ? AND rule = ? AND subject = ?"
-            " AND state != 'resolved'",
+            f"SELECT body FROM alarms WHERE site = ? AND rule = ? AND subject = ? AND {ACTIVE_SQL}",
             (site, rule, subject),
         )
         return self._alarm(rows[0][0]) if rows else None
@@ -172,13 +177,17 @@ class AlarmRepository(Repository):
             raise KeyError(msg)
 
     def import_alarm(self, alarm: Alarm) -> bool:
-        """Keep a finished alarm from another system as history; False if already there.
+        """Keep an alarm from another system as history; False if its id is already there.
 
-        Only resolved alarms: an open one would need a rules engine that knows its sensor.
+        Whatever state it ended in: one that was never resolved is stored `closed`
+        (`model.as_history`, ValueError if its fields contradict each other), with no
+        change-log row and no timers, so no board, phone, round or rules engine sees it as
+        open. Its subject is its own (`import:{alarm_id}`), never a live alarm's.
         """
-        if alarm.state is not AlarmState.RESOLVED:
-            msg = f"alarm {alarm.alarm_id} is {alarm.state}; only resolved alarms are imported"
-            raise ValueError(msg)
+        alarm = as_history(alarm)
+        ended = alarm.resolved_at or max(
+            t for t in (alarm.raised_at, alarm.acknowledged_at, alarm.escalated_at) if t
+        )
         return (
             self._db.write(
                 "INSERT OR IGNORE INTO alarms (alarm_id, site, rule, subject, state, raised_us,"
@@ -190,7 +199,7 @@ class AlarmRepository(Repository):
                     f"import:{alarm.alarm_id}",
                     alarm.state.value,
                     to_us(alarm.raised_at),
-                    to_us(alarm.resolved_at or alarm.raised_at),
+                    to_us(ended),
                     alarm.model_dump_json(),
                 ),
             )
