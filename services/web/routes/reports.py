@@ -17,7 +17,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
-from services.reports import svg
 from services.reports.service import (
     freed_hours,
     freed_hours_csv,
@@ -29,6 +28,7 @@ from services.web.context import HubContext
 from services.web.deps import Ctx, ManagerUser, PageUser, report_source
 from services.web.i18n import translator
 from services.web.pages import locale_for, login_redirect, page
+from services.web.report_charts import report_charts
 from services.web.users import Role, User
 
 router = APIRouter(tags=["reports"])
@@ -161,6 +161,7 @@ def reports_page(
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="needs role manager or above")
     a, b = _period(ctx, first, last)
     w = _ward(ctx, ward)
+    locale = locale_for(request, ctx)
     _audit(ctx, user, "reports-page", a, b, w)
     with _one_at_a_time(user):
         fh = freed_hours(ctx.site, report_source(ctx), a, b, w)
@@ -174,48 +175,9 @@ def reports_page(
         fh=fh,
         ut=ut,
         sens=sens,
-        charts=_charts(fh, ut, translator(locale_for(request, ctx))),
+        charts=report_charts(fh, ut, translator(locale), locale),
         first=a.isoformat(),
         last=b.isoformat(),
         ward=w or "",
         wards=ctx.site.site.wards,
     )
-
-
-def _charts(fh: dict[str, Any], ut: dict[str, Any], t: dict[str, str]) -> dict[str, str]:
-    """The page's SVG charts, drawn from the freed-hours and utilisation reports."""
-    ci = fh["freed_hours_per_night"]["ci95"]
-    return {
-        "freed": svg.line_with_band(
-            t["chart_freed"],
-            [n["night"][5:] for n in fh["by_night"]],
-            [n["freed_hours_total"] for n in fh["by_night"]],
-            (ci[0], ci[1]) if ci[0] is not None and ci[1] is not None else None,
-            " h",
-        ),
-        "by_hour": svg.bars(
-            t["chart_by_hour"],
-            [f"{h['hour']:02d}" for h in ut["alarms"]["by_hour_of_night"]],
-            [float(h["count"]) for h in ut["alarms"]["by_hour_of_night"]],
-        ),
-        "concurrency": svg.bars(
-            t["chart_concurrency"],
-            [f"{h['hour']:02d}" for h in ut["concurrency"]["by_hour_of_night"]],
-            [h["minutes_with_two_or_more"] for h in ut["concurrency"]["by_hour_of_night"]],
-            " min",
-        ),
-        "response": svg.bars(
-            t["chart_response"],
-            [
-                f"{h['from']}–{h['to']}" if h["to"] is not None else f"{h['from']}+"
-                for h in ut["response_minutes_histogram"]
-            ],
-            [float(h["count"]) for h in ut["response_minutes_histogram"]],
-        ),
-        "coverage": svg.bars(
-            t["chart_coverage"],
-            list(ut["device_uptime"]),
-            [v * 100 for v in ut["device_uptime"].values()],
-            " %",
-        ),
-    }
