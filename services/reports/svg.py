@@ -269,7 +269,9 @@ def line_chart(
     n = max(len(s.values) for s in series)
     last_half = text_width(labels[-1], TEXT_SIZE) / 2 if labels else 0
     right = W - PAD - max(4.0, last_half)
-    xs = [left + 8 + (right - left - 8) * (i / (n - 1) if n > 1 else 0.5) for i in range(n)]
+    # the first night's label centred under its point without crossing the plot's left edge
+    start = left + max(8.0, text_width(labels[0], TEXT_SIZE) / 2 if labels else 0)
+    xs = [start + (right - start) * (i / (n - 1) if n > 1 else 0.5) for i in range(n)]
     if band is not None:
         y1, y2 = ky * band.high + cy, ky * band.low + cy
         layout.parts.append(
