@@ -279,18 +279,62 @@ MESSAGES: dict[str, dict[Locale, str]] = {
     },
     "report_planned_checks": {"da": "Planlagte tilsyn", "en": "Planned checks"},
     "report_nights": {"da": "Nætter", "en": "Nights"},
-    # the charts' titles; not translated yet: the Danish page shows them in English too
-    "chart_freed": {"da": "Freed hours per night", "en": "Freed hours per night"},
-    "chart_by_hour": {"da": "Alarms by hour of night", "en": "Alarms by hour of night"},
-    "chart_concurrency": {
-        "da": "Minutes with two or more open alarms, by hour",
-        "en": "Minutes with two or more open alarms, by hour",
+    # the charts (docs/web-app.md, "Charts"): titles, axis titles with their units, legends
+    "chart_freed": {"da": "Frigjorte timer pr. nat", "en": "Freed hours per night"},
+    "chart_freed_series": {"da": "Frigjorte timer den nat", "en": "Freed hours that night"},
+    "chart_mean": {"da": "Gennemsnit", "en": "Mean"},
+    "chart_ci": {"da": "95 %-interval for gennemsnittet", "en": "95 % interval of the mean"},
+    "axis_night": {"da": "Nat (dato hvor den begynder)", "en": "Night (date it begins)"},
+    "axis_freed_hours": {"da": "Frigjorte timer (t)", "en": "Freed hours (h)"},
+    "unit_hours": {"da": " t", "en": " h"},
+    "chart_by_hour": {"da": "Alarmer pr. time om natten", "en": "Alarms by hour of night"},
+    "axis_hour": {"da": "Time på natten, kl. ({tz})", "en": "Hour of night ({tz})"},
+    "axis_alarms": {"da": "Alarmer (antal)", "en": "Alarms (count)"},
+    "chart_concurrency": {"da": "Samtidige alarmer pr. time", "en": "Simultaneous alarms by hour"},
+    "axis_concurrency": {
+        "da": "Minutter med to eller flere åbne alarmer (min)",
+        "en": "Minutes with two or more alarms open (min)",
     },
-    "chart_response": {
-        "da": "Response time (acknowledged → resolved)",
-        "en": "Response time (acknowledged → resolved)",
+    "chart_response": {"da": "Tid brugt pr. alarm", "en": "Time spent per alarm"},
+    "axis_response": {
+        "da": "Fra »Jeg tager den« til afsluttet (min)",
+        "en": "From 'I'm on it' to resolved (min)",
     },
-    "chart_coverage": {"da": "Uptime per device at night", "en": "Uptime per device at night"},
+    "chart_coverage": {
+        "da": "Sensorer med mindst oppetid om natten ({n} af {total})",
+        "en": "Sensors with the least uptime at night ({n} of {total})",
+    },
+    "axis_uptime": {"da": "Oppetid om natten (%)", "en": "Uptime at night (%)"},
+    "axis_sensor": {"da": "Sensor", "en": "Sensor"},
+    "chart_empty": {"da": "Ingen data i perioden", "en": "No data in the period"},
+    # the exports and the assumptions' sources (docs/freed-hours.md, "Exports")
+    "report_pdf": {"da": "Udskrift (PDF)", "en": "Printable (PDF)"},
+    "report_xlsx": {"da": "Business case (Excel)", "en": "Business case (Excel)"},
+    "source_default": {"da": "standardværdi (antaget)", "en": "default (assumed)"},
+    "source_site": {"da": "stedfilen", "en": "site file"},
+    "source_resident": {"da": "stedfilen, pr. beboer", "en": "site file, per resident"},
+    "source_measured": {"da": "målt", "en": "measured"},
+    "report_defaults_note": {
+        "da": "Standardværdierne er pladsholdere, indtil plejehjemmet har målt sine egne.",
+        "en": "Defaults are placeholders until the care home measures its own values.",
+    },
+    "report_resident_overrides": {"da": "Sat pr. beboer", "en": "Set per resident"},
+    "report_before_after": {"da": "Før og efter", "en": "Before and after"},
+    "report_before": {"da": "Før", "en": "Before"},
+    "report_after": {"da": "Efter", "en": "After"},
+    "report_change": {"da": "Ændring", "en": "Change"},
+    "pdf_title": {"da": "Frigjorte nattetimer", "en": "Freed night-shift hours"},
+    "pdf_period": {
+        "da": "Nætterne {first} – {last}, {ward}",
+        "en": "Nights {first} – {last}, {ward}",
+    },
+    "pdf_made": {"da": "Lavet {at} af {user}", "en": "Made {at} by {user}"},
+    "pdf_method": {
+        "da": "Metoden: CareHubs docs/freed-hours.md. Intervallet er et 95 %-bootstrap-interval "
+        "for gennemsnittet pr. nat.",
+        "en": "The method: CareHub's docs/freed-hours.md. The interval is a 95 % bootstrap "
+        "interval of the mean per night.",
+    },
     "phones": {"da": "Telefoner", "en": "Phones"},
     "push_title": {"da": "Beskeder på denne enhed", "en": "Notifications on this device"},
     "push_wards": {"da": "Afdelinger", "en": "Wards"},

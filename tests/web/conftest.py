@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from app.broker import LocalBroker
 from app.hub import Hub, HubOptions
+from carehub.clock import FakeClock
 from carehub.mqtt import Protocol
 from carehub.settings import Settings
 from carehub.site import Site, SiteIndex
@@ -91,3 +93,42 @@ def live_hub(
     yield hub, server
     server.stop()
     hub.stop()
+
+
+HISTORY_END = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
+HISTORY_FIRST, HISTORY_LAST = "2026-11-11", "2026-11-19"
+"""The nights a `history_server` holds in full: ten days of the test site up to 20 Nov."""
+
+
+@pytest.fixture(scope="module")
+def history_server(
+    tmp_path_factory: pytest.TempPathFactory, test_site: Site
+) -> Iterator[ServerThread]:
+    """The web app over ten days of the test site written by `carehub backfill` (the real
+    gateway, rules engine and simulated staff into a real SQLite file), for the reports."""
+    from app.backfill import backfill
+    from gateway.store.sqlite import SqliteEventStore
+    from services.alarms.store import AlarmStore
+    from services.reports.service import StoreReportSource
+
+    db = tmp_path_factory.mktemp("history") / "hub.db"
+    site = test_site
+    backfill(site, db, days=10, end=HISTORY_END, parallel=False)
+    users = UserStore(db)
+    for name, role in USERS.items():
+        users.upsert(name, PASSWORD, role)
+    events, alarms = SqliteEventStore(db), AlarmStore(db)
+    ctx = HubContext(
+        settings=Settings(db=db, _env_file=None),  # type: ignore[call-arg]
+        site=SiteIndex(site),
+        users=users,
+        secret_key="test-secret-key-not-for-production",
+        clock=FakeClock(HISTORY_END),
+        reports=StoreReportSource(site.site, events, alarms.raised_between),
+    )
+    s = ServerThread(create_app(ctx)).start()
+    yield s
+    s.stop()
+    events.close()
+    alarms.close()
+    users.close()

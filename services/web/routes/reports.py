@@ -17,7 +17,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
-from services.reports import svg
 from services.reports.service import (
     freed_hours,
     freed_hours_csv,
@@ -25,17 +24,30 @@ from services.reports.service import (
     sensitivity,
     utilisation,
 )
+from services.reports.xlsx import freed_hours_xlsx
 from services.web.context import HubContext
 from services.web.deps import Ctx, ManagerUser, PageUser, report_source
-from services.web.i18n import translator
+from services.web.i18n import Locale, translator
 from services.web.pages import locale_for, login_redirect, page
+from services.web.report_charts import report_charts
+from services.web.report_pdf import freed_hours_pdf
 from services.web.users import Role, User
 
 router = APIRouter(tags=["reports"])
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 From = Annotated[date | None, Query(alias="from", description="First night (local start date).")]
 To = Annotated[date | None, Query(alias="to", description="Last night, included.")]
 Ward = Annotated[str | None, Query(description="Only this ward.")]
+BeforeFrom = Annotated[
+    date | None, Query(alias="before_from", description="First night before the sensors.")
+]
+BeforeTo = Annotated[
+    date | None, Query(alias="before_to", description="Last night before the sensors.")
+]
+Lang = Annotated[
+    Locale | None, Query(description="da or en; else the language cookie, else the site's.")
+]
 
 
 MAX_WEB_NIGHTS = 366
@@ -83,6 +95,34 @@ def _ward(ctx: HubContext, ward: str | None) -> str | None:
     if ward and ward not in {w.id for w in ctx.site.site.wards}:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"no ward {ward!r}")
     return ward or None
+
+
+def _before(ctx: HubContext, first: date | None, last: date | None) -> tuple[date, date] | None:
+    """The before period, when one is asked for: both ends, in order, within the web's cap."""
+    if first is None and last is None:
+        return None
+    if first is None or last is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail="give both before_from and before_to, or neither",
+        )
+    return _period(ctx, first, last)
+
+
+def before_after_section(
+    ctx: HubContext, fh: dict[str, Any], before: tuple[date, date] | None, ward: str | None
+) -> dict[str, Any] | None:
+    """INTEGRATION POINT (issue #18): the before/after comparison for the page and the PDF.
+
+    To be wired to the before/after report (services/reports/before_after.py, built
+    alongside): for a `before` period, return the shape `reports/before_after.html` reads,
+    {"before": {"from", "to"}, "after": {"from", "to"}, "rows": [{"label", "before",
+    "after", "unit"}]}, with `fh` as the after period. Until then there is no before/after
+    section, with or without a before period."""
+    del ctx, fh, ward
+    if before is None:
+        return None
+    return None
 
 
 def _audit(ctx: HubContext, user: User, report: str, a: date, b: date, ward: str | None) -> None:
@@ -153,6 +193,8 @@ def reports_page(
     first: From = None,
     last: To = None,
     ward: Ward = None,
+    before_first: BeforeFrom = None,
+    before_last: BeforeTo = None,
 ) -> Response:
     """All three reports on one page, with charts (managers and admins)."""
     if user is None:
@@ -161,6 +203,8 @@ def reports_page(
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="needs role manager or above")
     a, b = _period(ctx, first, last)
     w = _ward(ctx, ward)
+    before = _before(ctx, before_first, before_last)
+    locale = locale_for(request, ctx)
     _audit(ctx, user, "reports-page", a, b, w)
     with _one_at_a_time(user):
         # without a `from`, the period starts at its first measured night (docs/freed-hours.md)
@@ -176,7 +220,8 @@ def reports_page(
         fh=fh,
         ut=ut,
         sens=sens,
-        charts=_charts(fh, ut, translator(locale_for(request, ctx))),
+        charts=report_charts(fh, ut, translator(locale), locale),
+        before_after=before_after_section(ctx, fh, before, w),
         first=a.isoformat(),
         last=b.isoformat(),
         ward=w or "",
@@ -184,40 +229,82 @@ def reports_page(
     )
 
 
-def _charts(fh: dict[str, Any], ut: dict[str, Any], t: dict[str, str]) -> dict[str, str]:
-    """The page's SVG charts, drawn from the freed-hours and utilisation reports."""
-    ci = fh["freed_hours_per_night"]["ci95"]
-    return {
-        "freed": svg.line_with_band(
-            t["chart_freed"],
-            [n["night"][5:] for n in fh["by_night"]],
-            [n["freed_hours_total"] for n in fh["by_night"]],
-            (ci[0], ci[1]) if ci[0] is not None and ci[1] is not None else None,
-            " h",
-        ),
-        "by_hour": svg.bars(
-            t["chart_by_hour"],
-            [f"{h['hour']:02d}" for h in ut["alarms"]["by_hour_of_night"]],
-            [float(h["count"]) for h in ut["alarms"]["by_hour_of_night"]],
-        ),
-        "concurrency": svg.bars(
-            t["chart_concurrency"],
-            [f"{h['hour']:02d}" for h in ut["concurrency"]["by_hour_of_night"]],
-            [h["minutes_with_two_or_more"] for h in ut["concurrency"]["by_hour_of_night"]],
-            " min",
-        ),
-        "response": svg.bars(
-            t["chart_response"],
-            [
-                f"{h['from']}–{h['to']}" if h["to"] is not None else f"{h['from']}+"
-                for h in ut["response_minutes_histogram"]
-            ],
-            [float(h["count"]) for h in ut["response_minutes_histogram"]],
-        ),
-        "coverage": svg.bars(
-            t["chart_coverage"],
-            list(ut["device_uptime"]),
-            [v * 100 for v in ut["device_uptime"].values()],
-            " %",
-        ),
-    }
+def _export_name(ctx: HubContext, a: date, b: date, suffix: str) -> dict[str, str]:
+    name = f"carehub-freed-hours-{ctx.site.site.site}-{a}-{b}.{suffix}"
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+def _made_at(ctx: HubContext) -> str:
+    """Now on the care home's clock, as its staff read it."""
+    now = ctx.clock.now().astimezone(ctx.site.tz)
+    return f"{now:%Y-%m-%d %H:%M} ({ctx.site.site.timezone})"
+
+
+def _ward_name(ctx: HubContext, ward: str | None, t: dict[str, str]) -> str:
+    names = {w.id: w.name for w in ctx.site.site.wards}
+    return names.get(ward, ward) if ward else t["all_wards"]
+
+
+@router.get(
+    "/api/reports/freed-hours.pdf",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+)
+def freed_pdf(
+    request: Request,
+    ctx: Ctx,
+    user: ManagerUser,
+    first: From = None,
+    last: To = None,
+    ward: Ward = None,
+    before_first: BeforeFrom = None,
+    before_last: BeforeTo = None,
+    lang: Lang = None,
+) -> Response:
+    """One printable page for a municipality: the figures, the 95 % interval, the chart, the
+    assumptions with the defaults marked, before/after where a before period is given
+    (docs/freed-hours.md, "Exports")."""
+    a, b = _period(ctx, first, last)
+    w = _ward(ctx, ward)
+    before = _before(ctx, before_first, before_last)
+    locale = lang or locale_for(request, ctx)
+    t = translator(locale)
+    _audit(ctx, user, "freed-hours.pdf", a, b, w)
+    with _one_at_a_time(user):
+        fh = freed_hours(ctx.site, report_source(ctx), a, b, w)
+        pdf = freed_hours_pdf(
+            fh,
+            locale,
+            site=ctx.site.site,
+            user=user.username,
+            ward_name=_ward_name(ctx, w, t),
+            made_at=_made_at(ctx),
+            before_after=before_after_section(ctx, fh, before, w),
+        )
+    return Response(pdf, media_type="application/pdf", headers=_export_name(ctx, a, b, "pdf"))
+
+
+@router.get(
+    "/api/reports/freed-hours.xlsx",
+    response_class=Response,
+    responses={200: {"content": {XLSX: {}}}},
+)
+def freed_xlsx(
+    request: Request,
+    ctx: Ctx,
+    user: ManagerUser,
+    first: From = None,
+    last: To = None,
+    ward: Ward = None,
+    lang: Lang = None,
+) -> Response:
+    """The report as a business-case workbook: benefits low / expected / high, assumptions
+    with their source, measurements by night and by ward (docs/freed-hours.md, "Exports")."""
+    a, b = _period(ctx, first, last)
+    w = _ward(ctx, ward)
+    locale = lang or locale_for(request, ctx)
+    _audit(ctx, user, "freed-hours.xlsx", a, b, w)
+    with _one_at_a_time(user):
+        fh = freed_hours(ctx.site, report_source(ctx), a, b, w)
+    body = freed_hours_xlsx(fh, locale, _ward_name(ctx, w, translator(locale)), _made_at(ctx))
+    return Response(body, media_type=XLSX, headers=_export_name(ctx, a, b, "xlsx"))
