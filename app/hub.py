@@ -707,9 +707,12 @@ class Hub:
         if key is not None:
             msg = "CAREHUB_SECRET_KEY is too short: use at least 32 random characters"
             raise ConfigError(msg)
-        # acknowledge links are signed in the rules part and checked in the api part
+        # acknowledge links are signed in the rules part and checked in the api part; every
+        # channel carries them, Web Push too (its notice's acknowledge action)
+        from services.notify.desk import webpush_enabled
+
         notify = self.site.notify
-        channels = notify.ntfy is not None or notify.espa is not None
+        channels = notify.ntfy is not None or notify.espa is not None or webpush_enabled(self.site)
         links = bool(self.site.phones) and channels and "rules" in self.parts
         if self.options.demo or ("api" not in self.parts and not links):
             return secrets.token_urlsafe(32)

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from app.broker import MosquittoBroker, free_port
 from tests.support.mqttprobe import MqttProbe
@@ -186,6 +187,21 @@ def test_run_refuses_to_start_the_web_app_without_a_session_key(
         [*CAREHUB, "run", "api"], env=env, capture_output=True, text=True, timeout=30
     )
     assert r.returncode == 2
+    assert "CAREHUB_SECRET_KEY is not set" in r.stderr
+    # a rules part alone signs the acknowledge links of its phones' notices, which the api
+    # part must check: with Web Push as the only channel too, a random key would not do
+    site = yaml.safe_load(SITE.read_text())
+    site["notify"] = {"public_url": "https://carehub.test"}
+    push_only = tmp_path / "push-only.yaml"
+    push_only.write_text(yaml.safe_dump(site))
+    r = subprocess.run(
+        [*CAREHUB, "run", "rules"],
+        env={**env, "CAREHUB_SITE_FILE": str(push_only)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 2, r.stderr
     assert "CAREHUB_SECRET_KEY is not set" in r.stderr
     r = subprocess.run(
         [*CAREHUB, "run", "kitchen"], env=env, capture_output=True, text=True, timeout=30
