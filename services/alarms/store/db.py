@@ -68,17 +68,23 @@ class StoreDb:
     def savepoint(self) -> Iterator[None]:
         """Inside a transaction: undo only this part if it fails (one bad event, not a batch)."""
         with self._lock:
+            # named by nesting depth, not by a serial: a new name per event made new SQL text
+            # per event, which churned sqlite3's statement cache (every hot query prepared
+            # again); SQLite resolves a repeated name to the innermost savepoint
             self._savepoints += 1
             name = f"sp{self._savepoints}"
-            self._conn.execute(f"SAVEPOINT {name}")
             try:
-                yield
-            except BaseException:
-                self._conn.execute(f"ROLLBACK TO {name}")
-                self._conn.execute(f"RELEASE {name}")
-                raise
-            else:
-                self._conn.execute(f"RELEASE {name}")
+                self._conn.execute(f"SAVEPOINT {name}")
+                try:
+                    yield
+                except BaseException:
+                    self._conn.execute(f"ROLLBACK TO {name}")
+                    self._conn.execute(f"RELEASE {name}")
+                    raise
+                else:
+                    self._conn.execute(f"RELEASE {name}")
+            finally:
+                self._savepoints -= 1
 
     def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Every row a query answers."""
