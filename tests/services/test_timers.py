@@ -278,3 +278,31 @@ def test_a_dose_id_used_again_the_next_night_alarms_again(
 
 def store_resolve(store: AlarmStore, clock: FakeClock, alarm_id: str) -> None:
     lifecycle.resolve(store, clock, alarm_id, "anna", "dose_given")
+
+
+def test_a_rolled_back_channel_time_is_not_remembered(tmp_path: Any) -> None:
+    """The channel times are cached (services/alarms/store/channels.py): a savepoint that
+    advanced a channel and then failed must leave the older time, or a later reading that is
+    really the newest would be judged late and never raise or clear its alarm."""
+    store = AlarmStore(tmp_path / "alarms.db")
+    later = NIGHT + timedelta(minutes=5)
+
+    def fail_after_advancing(channel: str, scope: Callable[[], Any]) -> None:
+        with scope():
+            store.advance_channel("diaper-a1", channel, later)
+            assert store.channel_ts("diaper-a1", channel) == later  # cached meanwhile
+            raise RuntimeError("a bad event")
+
+    try:
+        with store.transaction():
+            store.advance_channel("diaper-a1", "saturation", NIGHT)
+        assert store.channel_ts("diaper-a1", "saturation") == NIGHT
+        with store.transaction():
+            with pytest.raises(RuntimeError):
+                fail_after_advancing("saturation", store.savepoint)
+            assert store.channel_ts("diaper-a1", "saturation") == NIGHT
+        with pytest.raises(RuntimeError):
+            fail_after_advancing("seen", store.transaction)
+        assert store.channel_ts("diaper-a1", "seen") is None
+    finally:
+        store.close()

@@ -35,6 +35,9 @@ class StoreDb:
         self._lock = threading.RLock()
         self._depth = 0
         self._savepoints = 0
+        self.rollbacks = 0
+        """Rollbacks so far (a transaction's or a savepoint's): a repository that caches
+        what it wrote drops its cache when this moves."""
 
     def close(self) -> None:
         """Close the connection (an open transaction is rolled back by SQLite)."""
@@ -57,6 +60,7 @@ class StoreDb:
             try:
                 yield
             except BaseException:
+                self.rollbacks += 1
                 self._conn.execute("ROLLBACK")
                 raise
             else:
@@ -78,6 +82,7 @@ class StoreDb:
                 try:
                     yield
                 except BaseException:
+                    self.rollbacks += 1
                     self._conn.execute(f"ROLLBACK TO {name}")
                     self._conn.execute(f"RELEASE {name}")
                     raise
