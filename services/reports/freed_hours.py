@@ -179,10 +179,13 @@ def nights_between(first: date, last: date) -> list[date]:
 
 def _bindings_by_resident(index: SiteIndex) -> dict[str, list[Binding]]:
     """resident id → every binding that serves them (their own or their room's), once per
-    report rather than once per resident-night."""
+    report rather than once per resident-night. Presence devices are left out: they see the
+    staff, not the resident, so they neither stand in for a round nor lower κ."""
     out: dict[str, list[Binding]] = {}
     for spans in index.bindings.values():
         for b in spans:
+            if b.kind is DeviceKind.PRESENCE:
+                continue
             for resident_id in index.residents_of(b):
                 out.setdefault(resident_id, []).append(b)
     return out

@@ -87,6 +87,7 @@ MESSAGES: dict[str, dict[Locale, str]] = {
     "kind_diaper": {"da": "Blesensor", "en": "Diaper sensor"},
     "kind_medication": {"da": "Medicindispenser", "en": "Medication dispenser"},
     "kind_bed": {"da": "Sengesensor", "en": "Bed sensor"},
+    "kind_presence": {"da": "Tilstedeværelse", "en": "Staff presence"},
     "round": {"da": "Digitalt tilsyn", "en": "Digital round"},
     "all_wards": {"da": "Alle afdelinger", "en": "All wards"},
     "verdict_ok": {"da": "OK", "en": "OK"},
