@@ -1,4 +1,5 @@
 """`carehub import`: history from an earlier system or another hub (docs/cli.md, JSON Lines).
+Visit records and CSV visit logs are parsed in `app.visits_import`.
 
 Uplinks go through the same `Ingestor` as live messages (decoding, validation, dedupe,
 enrichment, storage), so imported nights are reported exactly like live ones and importing the
@@ -17,7 +18,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.visits_import import store_visits, visit_from_fields
+from carehub.visits import Visit
 from gateway.pipeline import Ingestor
+from gateway.store.visits import VisitStore
 from services.alarms.model import Alarm
 from services.alarms.store import AlarmStore
 
@@ -35,6 +39,8 @@ class ImportReport:
     rejected: int = 0
     alarms_added: int = 0
     alarms_known: int = 0
+    visits_added: int = 0
+    visits_known: int = 0
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     rejected_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -46,6 +52,24 @@ class ImportReport:
             f"{self.duplicates} already there, {self.rejected} rejected"
             f"{' — ' + reasons if reasons else ''}), alarms {self.alarms_added} added, "
             f"{self.alarms_known} already there, {len(self.bad_lines)} bad lines skipped"
+            + self.visits_summary()
+        )
+
+    def visits_summary(self) -> str:
+        """The visit log's part of the summary (docs/freed-hours.md), when there was one."""
+        if not self.visits_added + self.visits_known:
+            return ""
+        return f"; visits {self.visits_added} added, {self.visits_known} already there"
+
+    @property
+    def imported_anything(self) -> bool:
+        """Whether any line became an uplink, an alarm or a visit (new or already there)."""
+        return bool(
+            self.uplinks
+            + self.alarms_added
+            + self.alarms_known
+            + self.visits_added
+            + self.visits_known
         )
 
 
@@ -87,6 +111,7 @@ def import_history(
     alarms: AlarmStore,
     site: str,
     progress: Callable[[int], None] | None = None,
+    visits: VisitStore | None = None,
 ) -> ImportReport:
     """Import JSON Lines records; a bad line is recorded with its number and skipped.
 
@@ -95,6 +120,7 @@ def import_history(
     """
     report = ImportReport()
     uplinks: list[_Uplink] = []
+    visit_log: list[Visit] = []
     for number, line in enumerate(lines, start=1):
         report.lines = number
         if not line.strip():
@@ -122,8 +148,10 @@ def import_history(
                     report.alarms_added += 1
                 else:
                     report.alarms_known += 1
+            elif kind == "visit" and visits is not None:
+                visit_log.append(visit_from_fields(record, ingestor.index))
             else:
-                msg = f"unknown record {kind!r}: expected 'uplink' or 'alarm'"
+                msg = f"unknown record {kind!r}: expected 'uplink', 'alarm' or 'visit'"
                 raise ValueError(msg)
         except ValidationError as err:
             first = err.errors()[0]
@@ -146,6 +174,8 @@ def import_history(
         if progress is not None and done % 1000 == 0:
             progress(1000)
     ingestor.flush()
+    if visits is not None:
+        store_visits(visits, visit_log, report)
     return report
 
 

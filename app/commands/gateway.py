@@ -16,19 +16,24 @@ MAX_BAD_LINES_SHOWN = 20
 
 
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="JSON Lines file (import format, docs/cli.md).")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="JSON Lines file, or a .csv visit log (import format, docs/cli.md)."),
+    ],
     site: Annotated[
         Path | None,
         typer.Option("--site", "--config", help="Site file. Default: $CAREHUB_SITE_FILE."),
     ] = None,
 ) -> None:
     """Load history from an earlier system or another hub, so its nights can be reported."""
-    from app.importer import import_history, read_lines
+    from app.importer import ImportReport, import_history, read_lines
+    from app.visits_import import import_visit_csv
     from carehub.errors import ConfigError
     from carehub.settings import get_settings
     from carehub.site import SiteIndex, load_site
     from gateway.pipeline import Ingestor
     from gateway.store import open_store
+    from gateway.store.visits import VisitStore
     from services.alarms.store import AlarmStore
 
     if not file.is_file():
@@ -41,19 +46,26 @@ def import_cmd(
     except ConfigError as err:
         fail(str(err))
     alarms = AlarmStore(settings.db)
+    visits = VisitStore(settings.db, index.site.site)
     try:
         with typer.progressbar(length=max(1, file.stat().st_size), label="importing") as bar:
-            report = import_history(read_lines(file), ingestor, alarms, index.site.site)
+            if file.suffix.lower() == ".csv":  # a visit log (docs/freed-hours.md)
+                report = import_visit_csv(read_lines(file), index, visits, ImportReport())
+            else:
+                report = import_history(
+                    read_lines(file), ingestor, alarms, index.site.site, visits=visits
+                )
             bar.update(file.stat().st_size)
     finally:
         ingestor.close()
         alarms.close()
+        visits.close()
     for number, why in report.bad_lines[:MAX_BAD_LINES_SHOWN]:
         typer.echo(f"{file}:{number}: skipped: {why}", err=True)
     if len(report.bad_lines) > MAX_BAD_LINES_SHOWN:
         typer.echo(f"... and {len(report.bad_lines) - MAX_BAD_LINES_SHOWN} more", err=True)
     typer.echo(f"{file}: {report.summary()}")
-    if report.bad_lines and not report.uplinks and not report.alarms_added + report.alarms_known:
+    if report.bad_lines and not report.imported_anything:
         typer.echo("error: nothing in the file could be imported", err=True)
         raise typer.Exit(2)
 
