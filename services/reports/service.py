@@ -300,10 +300,12 @@ def before_after(
     before: tuple[date, date],
     after: tuple[date, date],
     ward: str | None = None,
+    modelled: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measured night work before and after (docs/freed-hours.md), beside the modelled freed
-    hours of the after period."""
-    modelled = freed_hours(index, source, after[0], after[1], ward)
+    hours of the after period (`modelled`: that freed-hours report, when already made)."""
+    if modelled is None:
+        modelled = freed_hours(index, source, after[0], after[1], ward)
     report = before_after_report(
         index,
         period_visits(index, source, *before),

@@ -98,3 +98,76 @@ def bars(title: str, labels: Sequence[str], values: Sequence[float], unit: str =
                 f'font-size="11" text-anchor="middle">{escape(labels[i])}</text>'
             )
     return _frame(title, body)
+
+
+def two_histograms(
+    title: str,
+    x_label: str,
+    y_label: str,
+    series: Sequence[tuple[str, Sequence[float]]],
+    bins: int = 10,
+) -> str:
+    """Two distributions over the same bins, side by side in each bin, with a visible title,
+    axis labels (units in them) and a legend: e.g. the before and after periods' nights."""
+    values = [v for _, vs in series for v in vs]
+    if not values:
+        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" fill="{MUTED}">–</text>')
+    lo, hi = min(values), max(values)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    width = (hi - lo) / bins
+    counts = []
+    for _, vs in series:
+        row = [0] * bins
+        for v in vs:
+            row[min(int((v - lo) / width), bins - 1)] += 1
+        counts.append(row)
+    top = max(max(row) for row in counts)
+    pad_t = PAD_T + 24  # the title and the legend
+    ky, cy = _scale(0, top, H - PAD_B, pad_t)
+    body = (
+        f'<text x="{W / 2}" y="{PAD_T}" fill="{FG}" font-size="13" text-anchor="middle">'
+        f"{escape(title)}</text>"
+    )
+    for i in range(5):
+        v = top * i / 4
+        y = ky * v + cy
+        body += (
+            f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
+            f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" fill="{MUTED}" font-size="11" '
+            f'text-anchor="end">{v:.3g}</text>'
+        )
+    colours = (BLUE, ORANGE)
+    slot = (W - PAD_L - PAD_R) / bins
+    bar = slot * 0.8 / len(series)
+    for k, row in enumerate(counts):
+        name = series[k][0]
+        for i, c in enumerate(row):
+            x = PAD_L + i * slot + slot * 0.1 + k * bar
+            y = ky * c + cy
+            a, b = lo + i * width, lo + (i + 1) * width
+            body += (
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{H - PAD_B - y:.1f}" '
+                f'fill="{colours[k % 2]}"><title>{escape(name)}: {c} '
+                f"({a:.3g}–{b:.3g})</title></rect>"
+            )
+    for i in range(0, bins + 1, 2):
+        x = PAD_L + i * slot
+        body += (
+            f'<text x="{x:.1f}" y="{H - PAD_B + 14}" fill="{MUTED}" font-size="11" '
+            f'text-anchor="middle">{lo + i * width:.3g}</text>'
+        )
+    body += (
+        f'<text x="{(PAD_L + W - PAD_R) / 2}" y="{H - 6}" fill="{MUTED}" font-size="11" '
+        f'text-anchor="middle">{escape(x_label)}</text>'
+        f'<text x="12" y="{(pad_t + H - PAD_B) / 2:.1f}" fill="{MUTED}" font-size="11" '
+        f'text-anchor="middle" transform="rotate(-90 12 {(pad_t + H - PAD_B) / 2:.1f})">'
+        f"{escape(y_label)}</text>"
+    )
+    for k, (name, _) in enumerate(series):
+        x = W - PAD_R - 150 * (len(series) - k)
+        body += (
+            f'<rect x="{x}" y="{PAD_T + 8}" width="10" height="10" fill="{colours[k % 2]}"/>'
+            f'<text x="{x + 14}" y="{PAD_T + 17}" fill="{FG}" font-size="11">{escape(name)}</text>'
+        )
+    return _frame(title, body)

@@ -261,6 +261,44 @@ MESSAGES: dict[str, dict[Locale, str]] = {
         "en": "Response time (acknowledged → resolved)",
     },
     "chart_coverage": {"da": "Uptime per device at night", "en": "Uptime per device at night"},
+    "chart_before_after": {
+        "da": "Arbejde pr. beboer-nat, nat for nat: før og efter",
+        "en": "Work per resident-night, night by night: before and after",
+    },
+    "chart_before_after_x": {
+        "da": "minutter pr. beboer-nat (nattens gennemsnit)",
+        "en": "minutes per resident-night (the night's mean)",
+    },
+    "chart_before_after_y": {"da": "nætter", "en": "nights"},
+    "report_measured_work": {
+        "da": "Målt natarbejde, før og efter",
+        "en": "Measured night work, before and after",
+    },
+    "report_measured_note": {
+        "da": "Fra besøgsloggen: hver gang en medarbejder var på en beboers stue om natten "
+        "(runde-sedler, kaldeanlæg, tilstedeværelsesknapper). Kun beboer-nætter med et besøg "
+        "eller data fra en tilstedeværelsesknap tæller.",
+        "en": "From the visit log: each time a staff member was in a resident's room at night "
+        "(round sheets, nurse call, presence buttons). Only resident-nights with a visit or data "
+        "from a presence device count.",
+    },
+    "report_before": {"da": "Før", "en": "Before"},
+    "report_after": {"da": "Efter", "en": "After"},
+    "report_difference": {"da": "Forskel (før − efter)", "en": "Difference (before − after)"},
+    "report_visits_per_rn": {"da": "Besøg pr. beboer-nat", "en": "Visits per resident-night"},
+    "report_work_per_rn": {
+        "da": "Arbejde pr. beboer-nat (min)",
+        "en": "Work per resident-night (min)",
+    },
+    "report_hours_per_night": {"da": "Timer pr. nat", "en": "Hours per night"},
+    "report_modelled": {
+        "da": "Beregnet frigjort tid pr. nat (efter)",
+        "en": "Modelled freed hours per night (after)",
+    },
+    "report_period": {"da": "Periode", "en": "Period"},
+    "report_before_first": {"da": "Før-perioden, fra", "en": "Before period, from"},
+    "report_before_last": {"da": "til", "en": "to"},
+    "report_compare": {"da": "Sammenlign", "en": "Compare"},
     "phones": {"da": "Telefoner", "en": "Phones"},
     "push_title": {"da": "Beskeder på denne enhed", "en": "Notifications on this device"},
     "push_wards": {"da": "Afdelinger", "en": "Wards"},

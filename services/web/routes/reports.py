@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from services.reports import svg
 from services.reports.service import (
+    before_after,
     freed_hours,
     freed_hours_csv,
     report_period,
@@ -134,6 +135,39 @@ def sensitivity_json(
         return sensitivity(ctx.site, report_source(ctx), a, b, w)
 
 
+BeforeFrom = Annotated[date, Query(description="First night of the before period.")]
+BeforeTo = Annotated[date, Query(description="Last night of the before period, included.")]
+AfterFrom = Annotated[date, Query(description="First night of the after period.")]
+AfterTo = Annotated[date, Query(description="Last night of the after period, included.")]
+
+
+@router.get("/api/reports/before-after")
+def before_after_json(
+    ctx: Ctx,
+    user: ManagerUser,
+    before_from: BeforeFrom,
+    before_to: BeforeTo,
+    after_from: AfterFrom,
+    after_to: AfterTo,
+    ward: Ward = None,
+) -> dict[str, Any]:
+    """Measured night work from the visit log, before and after, beside the modelled freed
+    hours (docs/freed-hours.md, "Measured night work")."""
+    before = _period(ctx, before_from, before_to)
+    after = _period(ctx, after_from, after_to)
+    w = _ward(ctx, ward)
+    if ctx.alarms is not None:
+        detail = {
+            "report": "before-after",
+            "before": f"{before[0]}:{before[1]}",
+            "after": f"{after[0]}:{after[1]}",
+            "ward": w,
+        }
+        ctx.alarms.record_access(user.username, "report_read", detail)
+    with _one_at_a_time(user):
+        return before_after(ctx.site, report_source(ctx), before, after, w)
+
+
 @router.get("/api/reports/utilisation")
 def utilisation_json(
     ctx: Ctx, user: ManagerUser, first: From = None, last: To = None
@@ -153,8 +187,12 @@ def reports_page(
     first: From = None,
     last: To = None,
     ward: Ward = None,
+    before_from: Annotated[date | None, Query()] = None,
+    before_to: Annotated[date | None, Query()] = None,
 ) -> Response:
-    """All three reports on one page, with charts (managers and admins)."""
+    """All the reports on one page, with charts (managers and admins). The before/after
+    section compares the page's period (after) with `before_from`…`before_to`, by default the
+    as many nights just before it."""
     if user is None:
         return login_redirect(request)
     if not user.role.allows(Role.MANAGER):
@@ -162,10 +200,16 @@ def reports_page(
     a, b = _period(ctx, first, last)
     w = _ward(ctx, ward)
     _audit(ctx, user, "reports-page", a, b, w)
+    length = b - a + timedelta(days=1)
+    before = _period(ctx, before_from or a - length, before_to or a - timedelta(days=1))
     with _one_at_a_time(user):
         fh = freed_hours(ctx.site, report_source(ctx), a, b, w)
         ut = utilisation(ctx.site, report_source(ctx), a, b)
         sens = sensitivity(ctx.site, report_source(ctx), a, b, w)
+        ba = before_after(ctx.site, report_source(ctx), before, (a, b), w, modelled=fh)
+    t = translator(locale_for(request, ctx))
+    charts = _charts(fh, ut, t)
+    charts["before_after"] = _before_after_chart(ba, t)
     return page(
         request,
         ctx,
@@ -174,11 +218,31 @@ def reports_page(
         fh=fh,
         ut=ut,
         sens=sens,
-        charts=_charts(fh, ut, translator(locale_for(request, ctx))),
+        ba=ba,
+        charts=charts,
         first=a.isoformat(),
         last=b.isoformat(),
+        before_first=before[0].isoformat(),
+        before_last=before[1].isoformat(),
         ward=w or "",
         wards=ctx.site.site.wards,
+    )
+
+
+def _before_after_chart(ba: dict[str, Any], t: dict[str, str]) -> str:
+    """Both periods' nights by their work per resident-night (docs/freed-hours.md)."""
+
+    def per_night(period: dict[str, Any]) -> list[float]:
+        return [n["work_minutes"] / n["resident_nights"] for n in period["by_night"]]
+
+    return svg.two_histograms(
+        t["chart_before_after"],
+        t["chart_before_after_x"],
+        t["chart_before_after_y"],
+        [
+            (t["report_before"], per_night(ba["before"])),
+            (t["report_after"], per_night(ba["after"])),
+        ],
     )
 
 
