@@ -170,3 +170,46 @@ def test_csv_reader_keeps_file_line_numbers(test_index: SiteIndex, tmp_path: Pat
     )
     store.close()
     assert [(v.room, v.entered_at.date()) for v in got] == [("a-1", date(2026, 11, 22))]
+
+
+def test_report_before_after_in_the_terminal(tmp_path: Path) -> None:
+    """Round sheets before, a visit log after: the report as JSON, a table and CSV, each read
+    in the audit log; a period that is not FROM:TO is bad usage."""
+    db = tmp_path / "hub.db"
+    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
+    before.write_text(
+        "resident_id,entered_at,left_at,reason\n"
+        "r-001,2026-11-01 23:00,2026-11-01 23:08,round\n"  # 10 min
+        "r-001,2026-11-02 03:00,2026-11-02 03:04,round\n"  # 6 min
+        "r-002,2026-11-01 23:10,2026-11-01 23:14,round\n"  # 6 min
+    )
+    after.write_text(
+        "room,entered_at,left_at,reason\n"
+        "a-1,2026-11-22 23:00,2026-11-22 23:03,alarm\n"  # 5 min
+        "a-2,2026-11-23 01:00,2026-11-23 01:04,alarm\n"  # 6 min
+    )
+    for src in (before, after):
+        assert carehub(db, "import", str(src)).returncode == 0
+    spans = ("--before", "2026-11-01:2026-11-01", "--after", "2026-11-22:2026-11-22")
+    js = carehub(db, "report", "before-after", *spans, "--format", "json")
+    assert js.returncode == 0, js.stderr
+    report = json.loads(js.stdout)
+    # before: r-001 16 min, r-002 6 -> 11 per resident-night; after: 5.5
+    assert report["before"]["work_minutes_per_resident_night"] == pytest.approx(11)
+    assert report["after"]["work_minutes_per_resident_night"] == pytest.approx(5.5)
+    assert report["difference"]["work_minutes_per_resident_night"]["mean"] == pytest.approx(5.5)
+    assert report["difference"]["hours_per_night"] == pytest.approx(5.5 * 2 / 60)
+    table = carehub(db, "report", "before-after", *spans)
+    assert table.returncode == 0, table.stderr
+    assert "before − after" in table.stdout
+    assert "5.5 min" in table.stdout
+    csv_out = carehub(db, "report", "before-after", *spans, "--format", "csv")
+    assert "difference,work_minutes_per_resident_night,5.500," in csv_out.stdout
+    bad = carehub(db, "report", "before-after", "--before", "2026-11-01", "--after", "x:y")
+    assert bad.returncode == 2
+    assert "FROM:TO" in bad.stderr
+    with sqlite3.connect(db) as conn:
+        reads = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE action = 'report_read'"
+        ).fetchone()[0]
+    assert reads == 3
