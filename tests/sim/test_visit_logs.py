@@ -88,10 +88,8 @@ def test_same_seed_same_log_and_every_resident_night_measured(index: SiteIndex) 
     report = _run(index, 3, VisitPlan())
     assert report["before"]["resident_nights"] == 9 * 56  # type: ignore[index]
     assert report["after"]["resident_nights"] == 9 * 56  # type: ignore[index]
+    bare = SiteIndex(parse_site(SITE.replace("  - {id: p-a1, kind: presence, room: a-1}\n", "")))
     with pytest.raises(ValueError, match="rooms without a presence device: a-1"):
-        bare = SiteIndex(
-            parse_site(SITE.replace("  - {id: p-a1, kind: presence, room: a-1}\n", ""))
-        )
         simulate_visit_log(bare, *AFTER, "after", 1)
 
 
