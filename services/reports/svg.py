@@ -7,6 +7,7 @@ so the strict Content-Security-Policy (no inline styles) holds.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from html import escape
 
@@ -100,6 +101,12 @@ def bars(title: str, labels: Sequence[str], values: Sequence[float], unit: str =
     return _frame(title, body)
 
 
+def _nice(step: float) -> float:
+    """The round number (1, 2, 2.5 or 5 × 10^k) at or above `step`."""
+    scale = 10 ** math.floor(math.log10(step))
+    return next(m * scale for m in (1, 2, 2.5, 5, 10) if m * scale >= step - 1e-12)
+
+
 def two_histograms(
     title: str,
     x_label: str,
@@ -113,16 +120,16 @@ def two_histograms(
     if not values:
         return _frame(title, f'<text x="{W / 2}" y="{H / 2}" fill="{MUTED}">–</text>')
     lo, hi = min(values), max(values)
-    if hi - lo < 1e-9:
-        lo, hi = lo - 0.5, hi + 0.5
-    width = (hi - lo) / bins
+    width = _nice((hi - lo) / bins if hi > lo else 1.0)
+    lo = math.floor(lo / width) * width  # bin edges on round numbers
+    bins = max(1, math.ceil((hi - lo) / width + 1e-9))
     counts = []
     for _, vs in series:
         row = [0] * bins
         for v in vs:
             row[min(int((v - lo) / width), bins - 1)] += 1
         counts.append(row)
-    top = max(max(row) for row in counts)
+    top = math.ceil(max(max(row) for row in counts) / 4) * 4  # whole nights on the ticks
     pad_t = PAD_T + 24  # the title and the legend
     ky, cy = _scale(0, top, H - PAD_B, pad_t)
     body = (
@@ -151,7 +158,7 @@ def two_histograms(
                 f'fill="{colours[k % 2]}"><title>{escape(name)}: {c} '
                 f"({a:.3g}–{b:.3g})</title></rect>"
             )
-    for i in range(0, bins + 1, 2):
+    for i in range(0, bins + 1, 1 if bins <= 12 else 2):
         x = PAD_L + i * slot
         body += (
             f'<text x="{x:.1f}" y="{H - PAD_B + 14}" fill="{MUTED}" font-size="11" '
