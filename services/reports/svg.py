@@ -103,8 +103,8 @@ def bars(title: str, labels: Sequence[str], values: Sequence[float], unit: str =
 
 def _nice(step: float) -> float:
     """The round number (1, 2, 2.5 or 5 × 10^k) at or above `step`."""
-    scale = 10 ** math.floor(math.log10(step))
-    return next(m * scale for m in (1, 2, 2.5, 5, 10) if m * scale >= step - 1e-12)
+    scale = 10.0 ** math.floor(math.log10(step))
+    return next(m * scale for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * scale >= step - 1e-12)
 
 
 def two_histograms(
@@ -117,8 +117,19 @@ def two_histograms(
     """Two distributions over the same bins, side by side in each bin, with a visible title,
     axis labels (units in them) and a legend: e.g. the before and after periods' nights."""
     values = [v for _, vs in series for v in vs]
-    if not values:
-        return _frame(title, f'<text x="{W / 2}" y="{H / 2}" fill="{MUTED}">–</text>')
+    colours = (BLUE, ORANGE)
+    head = (
+        f'<text x="{W / 2}" y="{PAD_T}" fill="{FG}" font-size="13" text-anchor="middle">'
+        f"{escape(title)}</text>"
+    )
+    for k, (name, _) in enumerate(series):
+        lx = W - PAD_R - 150 * (len(series) - k)
+        head += (
+            f'<rect x="{lx}" y="{PAD_T + 8}" width="10" height="10" fill="{colours[k % 2]}"/>'
+            f'<text x="{lx + 14}" y="{PAD_T + 17}" fill="{FG}" font-size="11">{escape(name)}</text>'
+        )
+    if not values:  # no measured night: the title and legend say what would be here
+        return _frame(title, head + f'<text x="{W / 2}" y="{H / 2}" fill="{MUTED}">–</text>')
     lo, hi = min(values), max(values)
     width = _nice((hi - lo) / bins if hi > lo else 1.0)
     lo = math.floor(lo / width) * width  # bin edges on round numbers
@@ -132,10 +143,7 @@ def two_histograms(
     top = math.ceil(max(max(row) for row in counts) / 4) * 4  # whole nights on the ticks
     pad_t = PAD_T + 24  # the title and the legend
     ky, cy = _scale(0, top, H - PAD_B, pad_t)
-    body = (
-        f'<text x="{W / 2}" y="{PAD_T}" fill="{FG}" font-size="13" text-anchor="middle">'
-        f"{escape(title)}</text>"
-    )
+    body = head
     for i in range(5):
         v = top * i / 4
         y = ky * v + cy
@@ -144,7 +152,6 @@ def two_histograms(
             f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" fill="{MUTED}" font-size="11" '
             f'text-anchor="end">{v:.3g}</text>'
         )
-    colours = (BLUE, ORANGE)
     slot = (W - PAD_L - PAD_R) / bins
     bar = slot * 0.8 / len(series)
     for k, row in enumerate(counts):
@@ -171,10 +178,4 @@ def two_histograms(
         f'text-anchor="middle" transform="rotate(-90 12 {(pad_t + H - PAD_B) / 2:.1f})">'
         f"{escape(y_label)}</text>"
     )
-    for k, (name, _) in enumerate(series):
-        x = W - PAD_R - 150 * (len(series) - k)
-        body += (
-            f'<rect x="{x}" y="{PAD_T + 8}" width="10" height="10" fill="{colours[k % 2]}"/>'
-            f'<text x="{x + 14}" y="{PAD_T + 17}" fill="{FG}" font-size="11">{escape(name)}</text>'
-        )
     return _frame(title, body)

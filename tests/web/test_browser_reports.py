@@ -47,7 +47,8 @@ def test_reports_page_draws_its_plots_for_a_manager(
         expect(
             page.get_by_role("heading", name="Measured night work, before and after")
         ).to_be_visible()
-        expect(page.locator("#before-after svg text", has_text="Before")).to_be_visible()
+        legend = page.locator("#before-after svg").get_by_text("Before", exact=True)
+        expect(legend).to_be_visible()
         assert page.locator("#dc-total").inner_text() == "1"
         row = page.locator("#digital-checks tbody tr", has_text="r-002")
         assert row.locator("td").nth(2).inner_text() == "1"
