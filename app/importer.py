@@ -148,7 +148,10 @@ def import_history(
                     report.alarms_added += 1
                 else:
                     report.alarms_known += 1
-            elif kind == "visit" and visits is not None:
+            elif kind == "visit":
+                if visits is None:
+                    msg = "visit records need the visit store (carehub import)"
+                    raise ValueError(msg)
                 visit_log.append(visit_from_fields(record, ingestor.index))
             else:
                 msg = f"unknown record {kind!r}: expected 'uplink', 'alarm' or 'visit'"
