@@ -564,6 +564,10 @@ class Hub:
 
         checks = CheckStore(self.settings.db, site)
         self._stack.callback(checks.close)
+        from gateway.store.visits import VisitStore
+
+        visits = VisitStore(self.settings.db, site)
+        self._stack.callback(visits.close)
         rounds = RoundService(self.index, events, alarms, checks, self.clock)
         self._stack.callback(watch.add_listener(rounds.on_message))
         rounds.start()
@@ -604,6 +608,7 @@ class Hub:
                 aggregates.stored_nights,
                 deliveries=None if desk is None else desk.deliveries_between,
                 checks=checks.between,
+                visits=visits.between,
             ),
             privacy=privacy,
             round=rounds,

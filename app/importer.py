@@ -1,4 +1,5 @@
 """`carehub import`: history from an earlier system or another hub (docs/cli.md, JSON Lines).
+Visit records and CSV visit logs are parsed in `app.visits_import`.
 
 Uplinks go through the same `Ingestor` as live messages (decoding, validation, dedupe,
 enrichment, storage), so imported nights are reported exactly like live ones and importing the
@@ -20,8 +21,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.visits_import import store_visits, visit_from_fields
 from carehub.private import FILE_MODE
+from carehub.visits import Visit
 from gateway.pipeline import Ingestor
+from gateway.store.visits import VisitStore
 from services.alarms.model import Alarm, AlarmState
 from services.alarms.store import AlarmStore
 
@@ -60,6 +64,8 @@ class ImportReport:
     alarms_known: int = 0
     alarms_closed: int = 0
     """Of `alarms_added`: never resolved by the earlier system, so stored `closed`."""
+    visits_added: int = 0
+    visits_known: int = 0
     bad_lines: list[RejectedLine] = field(default_factory=list)
     """Every line not imported, by line number."""
     rejected_reasons: dict[str, int] = field(default_factory=dict)
@@ -67,7 +73,14 @@ class ImportReport:
     @property
     def imported(self) -> int:
         """Lines that are in the stores now (stored by this import or an earlier one)."""
-        return self.accepted + self.duplicates + self.alarms_added + self.alarms_known
+        return (
+            self.accepted
+            + self.duplicates
+            + self.alarms_added
+            + self.alarms_known
+            + self.visits_added
+            + self.visits_known
+        )
 
     def summary(self) -> str:
         """One paragraph a person can act on."""
@@ -78,7 +91,19 @@ class ImportReport:
             f"{self.duplicates} already there, {self.rejected} rejected"
             f"{' — ' + reasons if reasons else ''}), alarms {self.alarms_added} added{closed}, "
             f"{self.alarms_known} already there, {len(self.bad_lines)} lines not imported"
+            + self.visits_summary()
         )
+
+    def visits_summary(self) -> str:
+        """The visit log's part of the summary (docs/freed-hours.md), when there was one."""
+        if not self.visits_added + self.visits_known:
+            return ""
+        return f"; visits {self.visits_added} added, {self.visits_known} already there"
+
+    def reject(self, line: int, reason: str, raw: bytes | str) -> None:
+        """Keep a line that was not imported, as it was, with why."""
+        text = raw if isinstance(raw, str) else _text(raw)
+        self.bad_lines.append(RejectedLine(line, reason, text.rstrip("\r\n")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +145,7 @@ def import_history(
     alarms: AlarmStore,
     site: str,
     progress: Callable[[int], None] | None = None,
+    visits: VisitStore | None = None,
 ) -> ImportReport:
     """Import JSON Lines records; a line that cannot be imported is kept in `bad_lines` with
     its number and reason, and the rest imported.
@@ -129,6 +155,7 @@ def import_history(
     """
     report = ImportReport()
     uplinks: list[_Uplink] = []
+    visit_log: list[Visit] = []
     for number, line in enumerate(lines, start=1):
         report.lines = number
         if not line.strip():
@@ -157,8 +184,13 @@ def import_history(
                     report.alarms_closed += alarm.state is not AlarmState.RESOLVED
                 else:
                     report.alarms_known += 1
+            elif kind == "visit":
+                if visits is None:
+                    msg = "visit records need the visit store (carehub import)"
+                    raise ValueError(msg)
+                visit_log.append(visit_from_fields(record, ingestor.index))
             else:
-                msg = f"unknown record {kind!r}: expected 'uplink' or 'alarm'"
+                msg = f"unknown record {kind!r}: expected 'uplink', 'alarm' or 'visit'"
                 raise ValueError(msg)
         except ValidationError as err:
             first = err.errors()[0]
@@ -186,6 +218,8 @@ def import_history(
         if progress is not None and done % 1000 == 0:
             progress(1000)
     ingestor.flush()
+    if visits is not None:
+        store_visits(visits, visit_log, report)
     report.bad_lines.sort(key=lambda r: r.line)
     return report
 

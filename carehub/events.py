@@ -32,6 +32,7 @@ class EventKind(StrEnum):
     DIAPER = "diaper"
     MEDICATION = "medication"
     BED = "bed"
+    PRESENCE = "presence"
     SYSTEM = "system"
 
 
@@ -52,6 +53,8 @@ class EventType(StrEnum):
     SELF_TEST = "self_test"  # kind system; data: selftest_id, requested_by
     IN_BED = "in_bed"  # kind bed
     OUT_OF_BED = "out_of_bed"  # kind bed
+    STAFF_IN = "staff_in"  # kind presence; data: staff (badge, optional)
+    STAFF_OUT = "staff_out"  # kind presence; data: staff (badge, optional)
 
 
 KIND_TYPES: dict[DeviceKind, frozenset[EventType]] = {
@@ -76,6 +79,7 @@ KIND_TYPES: dict[DeviceKind, frozenset[EventType]] = {
         }
     ),
     DeviceKind.BED: frozenset({EventType.HEARTBEAT, EventType.IN_BED, EventType.OUT_OF_BED}),
+    DeviceKind.PRESENCE: frozenset({EventType.HEARTBEAT, EventType.STAFF_IN, EventType.STAFF_OUT}),
 }
 """Which canonical types each device kind may produce."""
 

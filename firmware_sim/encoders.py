@@ -222,6 +222,27 @@ def medcloud(dev: DeviceState, t: float, etype: str, fields: dict[str, Any]) -> 
     return [Wire(dev.topic_up, _json(body), "webhook")]
 
 
+CALLPOINT_SEQ_MODULUS = 65536
+CALLPOINT_EVENTS = {"staff_in": "PRESENCE_ON", "staff_out": "PRESENCE_OFF", "heartbeat": "ALIVE"}
+
+
+def callpoint(dev: DeviceState, t: float, etype: str, fields: dict[str, Any]) -> list[Wire]:
+    """callpoint-presence: a nurse-call presence button; presence on/off and a periodic ALIVE."""
+    if etype not in CALLPOINT_EVENTS:
+        return []
+    body: dict[str, Any] = {
+        "unit": dev.device_id,
+        "n": dev.next_seq(CALLPOINT_SEQ_MODULUS),
+        "t": int(dev.device_time(t)),
+        "ev": CALLPOINT_EVENTS[etype],
+    }
+    if fields.get("staff"):
+        body["tag"] = fields["staff"]
+    if etype == "heartbeat":
+        body["batt"] = int(dev.battery)
+    return [Wire(dev.topic_up, _json(body))]
+
+
 Encoder = Callable[[DeviceState, float, str, dict[str, Any]], list[Wire]]
 
 ENCODERS: dict[str, Encoder] = {
@@ -231,6 +252,7 @@ ENCODERS: dict[str, Encoder] = {
     "zigbee-bed-mat": bed_mat,
     "mmwave-radar": radar,
     "medcloud-webhook": medcloud,
+    "callpoint-presence": callpoint,
 }
 """Model name (as in the site file) → encoder."""
 

@@ -36,6 +36,7 @@ KIND_EVENTS_PER_S: dict[DeviceKind, float] = {
     DeviceKind.DIAPER: 1 / 60,  # a state report every 60 s besides the heartbeat
     DeviceKind.MEDICATION: 1 / 60,  # dose_due, dispensed, taken: a few per round
     DeviceKind.BED: 1 / 60,  # in and out of bed: a few per night
+    DeviceKind.PRESENCE: 1 / 60,  # staff in and out: a few per night
 }
 """Messages per second a device of each kind sends besides its heartbeats, at most."""
 ROUTINE: frozenset[EventType] = frozenset({EventType.HEARTBEAT})

@@ -47,7 +47,8 @@ def test_check_config_bad_file_exits_2_naming_the_field(tmp_path: Path) -> None:
     r = run("check-config", str(bad))
     assert r.returncode == 2
     assert re.search(
-        r"line \d+: devices\[4\]\.kind: Input should be 'fall', 'diaper', 'medication' or 'bed'",
+        r"line \d+: devices\[4\]\.kind: Input should be 'fall', 'diaper', 'medication', 'bed'"
+        r" or 'presence'",
         r.stderr,
     ), r.stderr
 

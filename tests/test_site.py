@@ -71,7 +71,7 @@ def test_minimal_site_gets_spec_defaults() -> None:
             "kind: fal",
             8,
             "devices[0].kind",
-            "'fall', 'diaper', 'medication' or 'bed'",
+            "'fall', 'diaper', 'medication', 'bed' or 'presence'",
         ),
         ("site: mini", "site: Mini Home", 1, "site", "should match pattern"),
         ("room: a-1}\ndevices", "room: a-9}\ndevices", 6, "residents[0].room", "in no ward"),

@@ -16,7 +16,10 @@ MAX_BAD_LINES_SHOWN = 20
 
 
 def import_cmd(
-    file: Annotated[Path, typer.Argument(help="JSON Lines file (import format, docs/cli.md).")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="JSON Lines file, or a .csv visit log (import format, docs/cli.md)."),
+    ],
     site: Annotated[
         Path | None,
         typer.Option("--site", "--config", help="Site file. Default: $CAREHUB_SITE_FILE."),
@@ -28,12 +31,14 @@ def import_cmd(
     FILE.rejected.jsonl), so a script notices that the history is incomplete; 2 when nothing
     could be imported at all (docs/cli.md).
     """
-    from app.importer import import_history, read_lines, write_rejected
+    from app.importer import ImportReport, import_history, read_lines, write_rejected
+    from app.visits_import import import_visit_csv
     from carehub.errors import ConfigError
     from carehub.settings import get_settings
     from carehub.site import SiteIndex, load_site
     from gateway.pipeline import Ingestor
     from gateway.store import open_store
+    from gateway.store.visits import VisitStore
     from services.alarms.store import AlarmStore
 
     if not file.is_file():
@@ -46,13 +51,20 @@ def import_cmd(
     except ConfigError as err:
         fail(str(err))
     alarms = AlarmStore(settings.db)
+    visits = VisitStore(settings.db, index.site.site)
     try:
         with typer.progressbar(length=max(1, file.stat().st_size), label="importing") as bar:
-            report = import_history(read_lines(file), ingestor, alarms, index.site.site)
+            if file.suffix.lower() == ".csv":  # a visit log (docs/freed-hours.md)
+                report = import_visit_csv(read_lines(file), index, visits, ImportReport())
+            else:
+                report = import_history(
+                    read_lines(file), ingestor, alarms, index.site.site, visits=visits
+                )
             bar.update(file.stat().st_size)
     finally:
         ingestor.close()
         alarms.close()
+        visits.close()
     for bad in report.bad_lines[:MAX_BAD_LINES_SHOWN]:
         typer.echo(f"{file}:{bad.line}: not imported: {bad.reason}", err=True)
     if len(report.bad_lines) > MAX_BAD_LINES_SHOWN:

@@ -1,5 +1,5 @@
-"""`carehub report ...`: the freed-hours report (docs/freed-hours.md) and the utilisation report in
-the terminal.
+"""`carehub report ...`: the freed-hours report (docs/freed-hours.md), measured night work before
+and after, and the utilisation report in the terminal.
 
 Heavy imports stay inside the command bodies so `carehub --help` stays fast.
 """
@@ -101,6 +101,7 @@ def _open(
     from carehub.settings import get_settings
     from carehub.site import SiteIndex, load_site
     from gateway.store import open_store
+    from gateway.store.visits import visits_between_in
     from services.alarms.service import AlarmService
     from services.notify.outbox import Outbox
     from services.privacy.aggregates import site_digest, stored_nights_in
@@ -135,6 +136,7 @@ def _open(
             kept,
             deliveries=deliveries,
             checks=checks_between_in(settings.db, index.site.site),
+            visits=visits_between_in(settings.db, index.site.site),
         ),
     )
 
@@ -213,6 +215,103 @@ def utilisation_cmd(
         events.close()
         alarms.close()
     typer.echo(json.dumps(report, indent=2, default=str))
+
+
+def _span(value: str) -> tuple[date, date]:
+    """`FROM:TO` night labels, both included."""
+    first, sep, last = value.partition(":")
+    try:
+        if not sep:
+            raise ValueError(value)
+        return date.fromisoformat(first), date.fromisoformat(last)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: use FROM:TO, e.g. 2026-01-01:2026-03-31") from None
+
+
+SpanOption = Annotated[str, typer.Option(help="Nights FROM:TO (local start dates), both included.")]
+
+
+def before_after_table(report: dict[str, Any]) -> str:
+    """Measured night work as a person reads it: both periods, the difference, the model."""
+
+    def num(value: float | None, fmt: str = ".2f") -> str:
+        return "—" if value is None else format(value, fmt)
+
+    lines = [
+        f"Measured night work, before and after — site {report['site']}"
+        + (f", ward {report['ward']}" if report["ward"] else ""),
+        "",
+        "  period   nights        resident-nights   visits / r-n   work min / r-n",
+    ]
+    for name in ("before", "after"):
+        p = report[name]
+        lines.append(
+            f"  {name:<7}  {p['from']} … {p['to']}  {p['nights']:>4}"
+            f"  {p['resident_nights']:>8}   {num(p['visits_per_resident_night']):>10}"
+            f"   {num(p['work_minutes_per_resident_night'], '.1f'):>12}"
+        )
+    d = report["difference"]
+    work, visits = d["work_minutes_per_resident_night"], d["visits_per_resident_night"]
+    lines += [
+        "",
+        "  before − after",
+        f"    work per resident-night   {num(work['mean'], '.1f')} min"
+        f"  (95 % CI {num(work['ci95'][0], '.1f')} … {num(work['ci95'][1], '.1f')})",
+        f"    visits per resident-night {num(visits['mean'])}"
+        f"  (95 % CI {num(visits['ci95'][0])} … {num(visits['ci95'][1])})",
+        f"    site hours per night      {num(d['hours_per_night'])} h"
+        f" = {num(d['annual_hours'], ',.0f')} h a year = {num(d['fte'])} full-time posts",
+        "",
+        f"  modelled freed hours per night (after period): "
+        f"{num(report['modelled']['freed_hours_per_night'])} h",
+        "",
+        "Assumptions:",
+    ]
+    for key, p in report["assumptions"]["parameters"].items():
+        lines.append(f"    {p['symbol']:<5} {key:<30} {p['value']!s:>8}  {p['source']}")
+    lines.append(f"  {report['assumptions']['measured']}.")
+    return "\n".join(lines)
+
+
+@report_app.command("before-after")
+def before_after_cmd(
+    before: SpanOption,
+    after: SpanOption,
+    ward: Annotated[str | None, typer.Option(help="Only this ward.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.TABLE,
+    site: SiteOpt = None,
+) -> None:
+    """Measured night work from the visit log, before and after the sensors, beside the
+    modelled freed hours (docs/freed-hours.md)."""
+    from services.reports.service import before_after, before_after_csv
+
+    spans = (_span(before), _span(after))
+    index, events, alarms, source = _open(site)
+    try:
+        periods = [_period(index, a, b) for a, b in spans]
+        if ward is not None and ward not in {w.id for w in index.site.wards}:
+            fail(f"unknown ward {ward!r}; the site has {', '.join(w.id for w in index.site.wards)}")
+        report = before_after(index, source, periods[0], periods[1], ward)
+        alarms.record_access(
+            _actor(),
+            "report_read",
+            {
+                "report": "before-after",
+                "via": "cli",
+                "before": f"{periods[0][0]}:{periods[0][1]}",
+                "after": f"{periods[1][0]}:{periods[1][1]}",
+                "ward": ward,
+            },
+        )
+    finally:
+        events.close()
+        alarms.close()
+    if fmt is Format.JSON:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    elif fmt is Format.CSV:
+        typer.echo(before_after_csv(report), nl=False)
+    else:
+        typer.echo(before_after_table(report))
 
 
 def _actor() -> str:

@@ -33,6 +33,9 @@ class DeviceKind(StrEnum):
     DIAPER = "diaper"
     MEDICATION = "medication"
     BED = "bed"
+    PRESENCE = "presence"
+    """Staff in a resident's room (a nurse-call presence button, a door sensor): it measures
+    night work (docs/freed-hours.md, "Measured night work"), not the resident."""
 
 
 class Priority(StrEnum):

@@ -38,6 +38,11 @@ class Bare(_Uplink):
     type: Literal["fall_cleared", "detached", "attached", "in_bed", "out_of_bed"]
 
 
+class Presence(_Uplink):
+    type: Literal["staff_in", "staff_out"]
+    staff: str | None = Field(None, min_length=1, max_length=64)
+
+
 class Saturation(_Uplink):
     type: Literal["saturation"]
     level: float = Field(ge=0, le=100)
@@ -60,7 +65,8 @@ class Fault(_Uplink):
 
 
 Uplink = Annotated[
-    Heartbeat | Fall | Bare | Saturation | DoseDue | Dose | Fault, Field(discriminator="type")
+    Heartbeat | Fall | Bare | Presence | Saturation | DoseDue | Dose | Fault,
+    Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Uplink] = TypeAdapter(Uplink)
 
@@ -85,6 +91,8 @@ def decode(payload: bytes, ctx: DecodeContext) -> list[Decoded]:
             data = {"dose_id": msg.dose_id}
         case Fault():
             data = {"code": msg.code}
+        case Presence():
+            data = {} if msg.staff is None else {"staff": msg.staff}
         case _:
             data = {}
     return [

@@ -232,10 +232,13 @@ def measured_nights(index: SiteIndex, nights: Sequence[date], data: FreedHoursIn
 
 def _bindings_by_resident(index: SiteIndex) -> dict[str, list[Binding]]:
     """resident id → every binding that serves them (their own or their room's), once per
-    report rather than once per resident-night."""
+    report rather than once per resident-night. Presence devices are left out: they see the
+    staff, not the resident, so they neither stand in for a round nor lower κ."""
     out: dict[str, list[Binding]] = {}
     for spans in index.bindings.values():
         for b in spans:
+            if b.kind is DeviceKind.PRESENCE:
+                continue
             for resident_id in index.residents_of(b):
                 out.setdefault(resident_id, []).append(b)
     return out
@@ -349,15 +352,30 @@ def resident_nights(
     return rows
 
 
+def bootstrap_rng() -> np.random.Generator:
+    """The bootstrap's random stream, from the fixed seed (docs/freed-hours.md)."""
+    return np.random.default_rng(BOOTSTRAP_SEED)
+
+
+def resample_nights(
+    rng: np.random.Generator, nights: int, resamples: int = BOOTSTRAP_RESAMPLES
+) -> npt.NDArray[np.int64]:
+    """`resamples` rows of `nights` night indices drawn with replacement."""
+    return rng.integers(0, nights, size=(resamples, nights))
+
+
+def percentile_interval(statistics: Seconds) -> tuple[float, float]:
+    """The 95 % percentile interval of bootstrap statistics."""
+    lo, hi = np.percentile(statistics, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def bootstrap_ci(per_night: Seconds, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
     """95 % percentile bootstrap interval of the mean, resampling nights, fixed seed."""
     if per_night.size == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    picks = rng.integers(0, per_night.size, size=(resamples, per_night.size))
-    means = per_night[picks].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+    picks = resample_nights(bootstrap_rng(), per_night.size, resamples)
+    return percentile_interval(per_night[picks].mean(axis=1))
 
 
 def _by_night(rows: list[ResidentNight]) -> dict[date, list[ResidentNight]]:

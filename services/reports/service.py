@@ -12,7 +12,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from carehub.site import SiteIndex
+from carehub.site import DeviceKind, SiteIndex
+from carehub.visits import PresenceEvent, Visit, pair_presence
+from services.reports.before_after import Period, PeriodInput, before_after_report
 from services.reports.checks import CheckRecord, digital_checks_section
 from services.reports.freed_hours import (
     AlarmRecord,
@@ -272,6 +274,122 @@ def utilisation(
     return json_safe_report(report)
 
 
+PRESENCE_TYPES = ("staff_in", "staff_out")
+
+
+def visit_log(source: ReportSource, lo: datetime, hi: datetime) -> list[Visit]:
+    """Imported visits overlapping [lo, hi) (docs/freed-hours.md); a source without
+    `visits(lo, hi)` has none."""
+    read = getattr(source, "visits", None)
+    if read is None:
+        return []
+    visits: list[Visit] = read(lo, hi)
+    return visits
+
+
+def period_visits(index: SiteIndex, source: ReportSource, first: date, last: date) -> PeriodInput:
+    """One period's visit log: the imported visits, and the presence devices' visits paired
+    from their stored `staff_in` / `staff_out` events, with the presence devices' message
+    times (docs/freed-hours.md, "Measured night work")."""
+    lo, hi = index.night_bounds(first)[0], index.night_bounds(last)[1]
+    visits = list(visit_log(source, lo, hi))
+    presence = {d for d, s in index.bindings.items() if s[0].kind is DeviceKind.PRESENCE}
+    device_times: dict[str, Seconds] = {}
+    if presence:
+        cap = timedelta(minutes=index.benefit_for(None)["response_cap_minutes"])
+        events = [
+            PresenceEvent(
+                e.device_id,
+                e.ts,
+                "staff_in" if e.type == "staff_in" else "staff_out",
+                e.data.get("staff"),
+            )
+            for e in source.events(lo - cap, hi + cap, PRESENCE_TYPES)
+            if e.device_id in presence
+        ]
+        for pv in pair_presence(events, cap):
+            b = index.binding_at(pv.device_id, pv.entered_at)
+            if b is not None:
+                visits.append(
+                    Visit(
+                        index.site.site,
+                        pv.entered_at,
+                        pv.left_at,
+                        b.room,
+                        b.resident,
+                        pv.staff,
+                        None,
+                        f"device:{pv.device_id}",
+                    )
+                )
+        times = source.device_times(lo, hi)
+        device_times = {d: t for d, t in times.items() if d in presence}
+    return PeriodInput(Period(first, last), visits, device_times)
+
+
+def before_after(
+    index: SiteIndex,
+    source: ReportSource,
+    before: tuple[date, date],
+    after: tuple[date, date],
+    ward: str | None = None,
+    modelled: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Measured night work before and after (docs/freed-hours.md), beside the modelled freed
+    hours of the after period (`modelled`: that freed-hours report, when already made)."""
+    if modelled is None:
+        modelled = freed_hours(index, source, after[0], after[1], ward)
+    report = before_after_report(
+        index,
+        period_visits(index, source, *before),
+        period_visits(index, source, *after),
+        modelled["freed_hours_per_night"]["mean"],
+        ward,
+    )
+    return json_safe_report(report)
+
+
+def before_after_csv(report: dict[str, Any]) -> str:
+    """The periods, the difference and the assumptions as rows, for a spreadsheet."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["section", "key", "value", "ci95_low", "ci95_high"])
+    for name in ("before", "after"):
+        period = report[name]
+        for key in (
+            "from",
+            "to",
+            "nights",
+            "resident_nights",
+            "visits_per_resident_night",
+            "work_minutes_per_resident_night",
+        ):
+            value = period[key]
+            w.writerow([name, key, _num(value, 3) if isinstance(value, float) else value, "", ""])
+    diff = report["difference"]
+    for key in ("work_minutes_per_resident_night", "visits_per_resident_night"):
+        lo, hi = diff[key]["ci95"]
+        w.writerow(["difference", key, _num(diff[key]["mean"], 3), _num(lo, 3), _num(hi, 3)])
+    for key in ("hours_per_night", "annual_hours", "fte"):
+        w.writerow(["difference", key, _num(diff[key], 3), "", ""])
+    modelled = report["modelled"]["freed_hours_per_night"]
+    w.writerow(["modelled", "freed_hours_per_night", _num(modelled, 3), "", ""])
+    for key, p in report["assumptions"]["parameters"].items():
+        w.writerow(["assumption", f"{p['symbol']} ({key})", p["value"], p["source"], ""])
+    for name in ("before", "after"):
+        for night in report[name]["by_night"]:
+            w.writerow(
+                [
+                    f"{name}_night",
+                    night["night"],
+                    _num(night["work_minutes"], 2),
+                    night["resident_nights"],
+                    _num(night["visits"], 2),
+                ]
+            )
+    return out.getvalue()
+
+
 def night_aggregates(
     index: SiteIndex, source: ReportSource, first: date, last: date
 ) -> dict[date, StoredNight]:
@@ -370,18 +488,21 @@ class StoreReportSource:
         stored: StoredNights | None = None,
         deliveries: Callable[[datetime, datetime], list[dict[str, Any]]] | None = None,
         checks: Callable[[datetime, datetime], Sequence[Any]] | None = None,
+        visits: Callable[[datetime, datetime], list[Visit]] | None = None,
     ) -> None:
         """`events` is a gateway EventStore; `alarms(lo, hi)` answers alarm JSON (docs/alarms.md);
         `stored(first, last)` the nights kept as aggregates (none when not given);
         `deliveries(lo, hi)` the notification outbox's records with their `alarm_id`
         (none when the site sends to no phone); `checks(lo, hi)` the digital checks, objects
-        with `resident_id`, `at` and `result` (none when not given; docs/round.md)."""
+        with `resident_id`, `at` and `result` (none when not given; docs/round.md);
+        `visits(lo, hi)` the imported visit log (none when not given; docs/freed-hours.md)."""
         self._site = site
         self._events = events
         self._alarms = alarms
         self._stored = stored
         self._deliveries = deliveries
         self._checks = checks
+        self._visits = visits
 
     def device_times(self, lo: datetime, hi: datetime) -> dict[str, Seconds]:
         """Message times per device from the event store."""
@@ -418,3 +539,7 @@ class StoreReportSource:
         if self._checks is None:
             return []
         return [CheckRecord(c.resident_id, c.at, c.result) for c in self._checks(lo, hi)]
+
+    def visits(self, lo: datetime, hi: datetime) -> list[Visit]:
+        """Imported visits overlapping [lo, hi), from the visit store when there is one."""
+        return [] if self._visits is None else self._visits(lo, hi)

@@ -407,3 +407,57 @@ def for_print(chart: str) -> str:
     for dark, light in PRINT_COLOURS.items():
         chart = chart.replace(f'"{dark}"', f'"{light}"')
     return chart
+
+
+def histogram_chart(
+    title: str,
+    series: Sequence[Series],
+    *,
+    x_title: str,
+    y_title: str,
+    bins: int = 8,
+    empty: str = "–",
+) -> str:
+    """Distributions over the same round-numbered bins, side by side in each bin (e.g. the
+    before and after periods' nights); each bar's `data-value` is its count, `data-label`
+    its bin."""
+    legend = [(s.name, s.color, "bar") for s in series] if len(series) > 1 else []
+    layout = _Layout(title, y_title, legend)
+    values = [v for s in series for v in s.values if v is not None]
+    if not values:
+        return _empty(layout, x_title, empty)
+    lo, hi = min(values), max(values)
+    steps = nice_ticks(lo, hi if hi > lo else lo + 1, most=bins)
+    width = steps[1] - steps[0]
+    start = math.floor(lo / width) * width
+    n = max(1, math.ceil((hi - start) / width + 1e-9))
+    edges = [start + width * i for i in range(n + 1)]
+    counts = []
+    for s in series:
+        row = [0] * n
+        for v in s.values:
+            if v is not None:
+                row[min(int((v - start) / width), n - 1)] += 1
+        counts.append(row)
+    ticks = nice_ticks(0.0, max(1.0, max(max(row) for row in counts)))
+    left, ky, cy, body = _y_axis(ticks, layout.top)
+    layout.parts.append(body)
+    slot = (W - PAD - left) / n
+    bar = slot * 0.8 / len(series)
+    zero = ky * 0 + cy
+    labels = [f"{fmt(edges[i])}–{fmt(edges[i + 1])}" for i in range(n)]
+    for k, (s, row) in enumerate(zip(series, counts, strict=True)):
+        for i, c in enumerate(row):
+            x = left + i * slot + slot * 0.1 + k * bar
+            y = ky * c + cy
+            layout.parts.append(
+                f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" '
+                f'height="{zero - y:.1f}" fill="{s.color}" data-label="{escape(labels[i])}" '
+                f'data-series="{escape(s.name)}" data-value="{c}">'
+                f"<title>{escape(s.name)}, {escape(labels[i])}: {c}</title></rect>"
+            )
+    xs = [left + slot * (i + 0.5) for i in range(n)]
+    bottom = layout.top + PLOT_H
+    ticks_svg, base = _x_labels(labels, xs, bottom + TEXT_SIZE + 6, left, stagger=True)
+    layout.parts.append(ticks_svg)
+    return layout.finish(base + 4, x_title, (left + W - PAD) / 2)

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 from carehub.clock import Clock
 from carehub.errors import NotFoundError
 from carehub.events import CanonicalEvent, EventType
-from carehub.site import SiteIndex
+from carehub.site import DeviceKind, SiteIndex
 from carehub.timefmt import rfc3339
 from gateway.store.base import EventStore
 from services.round.checks import CheckResult, CheckStore, DigitalCheck
@@ -187,6 +187,8 @@ class RoundService:
             binding = self.index.binding_at(device_id, now)
             if binding is None or resident_id not in self.index.residents_of(binding):
                 continue
+            if binding.kind is DeviceKind.PRESENCE:
+                continue  # it sees the staff, not the resident (docs/freed-hours.md)
             dev = self._devices.get(device_id, _Device())
             limit = timedelta(seconds=OFFLINE_AFTER_BEATS * binding.heartbeat_seconds)
             online = dev.last_seen is not None and now - dev.last_seen <= limit

@@ -87,6 +87,7 @@ MESSAGES: dict[str, dict[Locale, str]] = {
     "kind_diaper": {"da": "Blesensor", "en": "Diaper sensor"},
     "kind_medication": {"da": "Medicindispenser", "en": "Medication dispenser"},
     "kind_bed": {"da": "Sengesensor", "en": "Bed sensor"},
+    "kind_presence": {"da": "Tilstedeværelse", "en": "Staff presence"},
     "round": {"da": "Digitalt tilsyn", "en": "Digital round"},
     "all_wards": {"da": "Alle afdelinger", "en": "All wards"},
     "verdict_ok": {"da": "OK", "en": "OK"},
@@ -335,6 +336,42 @@ MESSAGES: dict[str, dict[Locale, str]] = {
         "en": "The method: CareHub's docs/freed-hours.md. The interval is a 95 % bootstrap "
         "interval of the mean per night.",
     },
+    "chart_before_after": {
+        "da": "Arbejde pr. beboer-nat, nat for nat: før og efter",
+        "en": "Work per resident-night, night by night: before and after",
+    },
+    "chart_before_after_x": {
+        "da": "minutter pr. beboer-nat (nattens gennemsnit)",
+        "en": "minutes per resident-night (the night's mean)",
+    },
+    "chart_before_after_y": {"da": "nætter", "en": "nights"},
+    "report_measured_work": {
+        "da": "Målt natarbejde, før og efter",
+        "en": "Measured night work, before and after",
+    },
+    "report_measured_note": {
+        "da": "Fra besøgsloggen: hver gang en medarbejder var på en beboers stue om natten "
+        "(runde-sedler, kaldeanlæg, tilstedeværelsesknapper). Kun beboer-nætter med et besøg "
+        "eller data fra en tilstedeværelsesknap tæller.",
+        "en": "From the visit log: each time a staff member was in a resident's room at night "
+        "(round sheets, nurse call, presence buttons). Only resident-nights with a visit or data "
+        "from a presence device count.",
+    },
+    "report_difference": {"da": "Forskel (før − efter)", "en": "Difference (before − after)"},
+    "report_visits_per_rn": {"da": "Besøg pr. beboer-nat", "en": "Visits per resident-night"},
+    "report_work_per_rn": {
+        "da": "Arbejde pr. beboer-nat (min)",
+        "en": "Work per resident-night (min)",
+    },
+    "report_hours_per_night": {"da": "Timer pr. nat", "en": "Hours per night"},
+    "report_modelled": {
+        "da": "Beregnet frigjort tid pr. nat (efter)",
+        "en": "Modelled freed hours per night (after)",
+    },
+    "report_period": {"da": "Periode", "en": "Period"},
+    "report_before_first": {"da": "Før-perioden, fra", "en": "Before period, from"},
+    "report_before_last": {"da": "til", "en": "to"},
+    "report_compare": {"da": "Sammenlign", "en": "Compare"},
     "phones": {"da": "Telefoner", "en": "Phones"},
     "push_title": {"da": "Beskeder på denne enhed", "en": "Notifications on this device"},
     "push_wards": {"da": "Afdelinger", "en": "Wards"},

@@ -97,3 +97,25 @@ def report_charts(
     """Every chart of the /reports page, by name."""
     tz = str(fh["assumptions"]["night_window"]["timezone"])
     return {"freed": freed_chart(fh, t, locale), **utilisation_charts(ut, t, tz)}
+
+
+def before_after_chart(ba: dict[str, Any], t: dict[str, str]) -> str:
+    """Both periods' nights by their work per resident-night (docs/freed-hours.md, "Measured
+    night work")."""
+
+    def per_night(period: dict[str, Any]) -> list[float | None]:
+        return [
+            n["work_minutes"] / n["resident_nights"] if n["resident_nights"] else None
+            for n in period["by_night"]
+        ]
+
+    return svg.histogram_chart(
+        t["chart_before_after"],
+        [
+            svg.Series(t["report_before"], per_night(ba["before"]), svg.BLUE),
+            svg.Series(t["report_after"], per_night(ba["after"]), svg.ORANGE),
+        ],
+        x_title=t["chart_before_after_x"],
+        y_title=t["chart_before_after_y"],
+        empty=t["chart_empty"],
+    )

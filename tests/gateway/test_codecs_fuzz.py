@@ -25,6 +25,11 @@ DEVICE_FOR_MODEL = {
     "zigbee-bed-mat": ("bed-r003", DeviceKind.BED, "zigbee2mqtt/bedmat-b1"),
     "mmwave-radar": ("fall-a2", DeviceKind.FALL, "carehub/testhjem/devices/fall-a2/up"),
     "medcloud-webhook": ("med-r004", DeviceKind.MEDICATION, "carehub/testhjem/webhooks/medcloud"),
+    "callpoint-presence": (
+        "presence-b1",
+        DeviceKind.PRESENCE,
+        "carehub/testhjem/devices/presence-b1/up",
+    ),
 }
 
 json_values = st.recursive(
@@ -71,6 +76,12 @@ keys = st.sampled_from(
         "event",
         "dose",
         "fault_code",
+        "unit",
+        "n",
+        "t",
+        "ev",
+        "tag",
+        "batt",
     ]
 )
 # objects shaped like device messages, so the fuzzer gets past the first field often

@@ -147,7 +147,7 @@ def test_sim_stops_cleanly_on_sigterm(broker: LocalBroker, mqtt_protocol: Protoc
     assert proc.returncode == 0, err
     assert "devices online" in err
     offline = probe.wait_for(
-        "carehub/testhjem/devices/+/status", lambda m: m.payload == b"offline", 8
+        "carehub/testhjem/devices/+/status", lambda m: m.payload == b"offline", 10
     )
-    assert len({m.topic for m in offline}) == 8
+    assert len({m.topic for m in offline}) == 10
     probe.close()

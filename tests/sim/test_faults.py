@@ -131,7 +131,7 @@ def test_silent_devices_stop_and_their_will_says_offline(
 ) -> None:
     out = faulty(clean, silent=1.0)
     metrics = ingest_all(test_index, tmp_path / "q.db", out).metrics()
-    assert metrics['carehub_gateway_status_total{status="offline"}'] == 10  # every MQTT device
+    assert metrics['carehub_gateway_status_total{status="offline"}'] == 12  # every MQTT device
     last = max(e.at for e in clean)
     for device_id, items in by_device(out).items():
         if not device_id:  # digital checks: about a resident, not a device

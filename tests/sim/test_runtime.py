@@ -189,8 +189,8 @@ def test_devices_announce_themselves_and_say_goodbye(
     sim.start()
     try:
         assert sim.wait_connected()
-        up = probe.wait_for("#", online, count=10)
-        assert sim.stats().online == sim.stats().devices == 10
+        up = probe.wait_for("#", online, count=12)
+        assert sim.stats().online == sim.stats().devices == 12
         assert all(m.qos == 1 for m in up)
     finally:
         sim.stop()

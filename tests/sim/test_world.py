@@ -22,6 +22,7 @@ MODELS = {
     "zigbee-bed-mat",
     "mmwave-radar",
     "medcloud-webhook",
+    "callpoint-presence",
 }
 
 
@@ -53,7 +54,7 @@ def test_every_model_speaks_and_the_gateway_decodes_it_all(
     ingestor.close()
     models = {d.id: d.model for d in test_index.site.devices}
     status = [e for e in emissions if e.what == "status"]
-    assert outcomes["status"] == len(status) == 10  # every MQTT device announced itself
+    assert outcomes["status"] == len(status) == 12  # every MQTT device announced itself
     # a radar's report on a change may repeat its last one within the gateway's window
     assert outcomes["duplicate"] <= 5
     assert outcomes["accepted"] > 0.99 * (len(emissions) - len(status))
@@ -67,6 +68,8 @@ def test_every_model_speaks_and_the_gateway_decodes_it_all(
     assert "heartbeat" in types["fall-a1"]
     assert {"in_bed", "out_of_bed"} <= types["bed-r001"]  # native bed sensor
     assert {"in_bed", "out_of_bed", "heartbeat"} <= types["bed-r003"]  # the Zigbee mat
+    assert "heartbeat" in types["presence-a1"]  # native presence
+    assert "heartbeat" in types["presence-b1"]  # the nurse-call button's ALIVE
 
 
 def test_heartbeats_every_minute_with_draining_battery_rssi_and_drifting_clocks(

@@ -35,8 +35,8 @@ def test_reports_page_draws_its_plots_for_a_manager(
         page.wait_for_url(f"{server.url}/reports")
         expect(page.get_by_role("heading", name="Freed night-shift hours")).to_be_visible()
         charts = page.locator("figure svg")
-        assert charts.count() == 5
-        for i in range(5):
+        assert charts.count() == 6
+        for i in range(6):
             box = charts.nth(i).bounding_box()
             assert box is not None
             assert box["width"] > 200
@@ -44,13 +44,18 @@ def test_reports_page_draws_its_plots_for_a_manager(
         assert rows.count() == 9
         expect(page.get_by_role("heading", name="Assumptions")).to_be_visible()
         expect(page.get_by_role("heading", name="Digital checks")).to_be_visible()
+        expect(
+            page.get_by_role("heading", name="Measured night work, before and after")
+        ).to_be_visible()
+        legend = page.locator("#before-after svg").get_by_text("Before", exact=True)
+        expect(legend).to_be_visible()
         assert page.locator("#dc-total").inner_text() == "1"
         row = page.locator("#digital-checks tbody tr", has_text="r-002")
         assert row.locator("td").nth(2).inner_text() == "1"
         page.get_by_label("Ward").select_option("b")
         page.get_by_role("button", name="OK").click()
         page.wait_for_url("**ward=b**")
-        assert page.locator("figure svg").count() == 5
+        assert page.locator("figure svg").count() == 6
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "reports-tablet.png"), full_page=True)
     finally:

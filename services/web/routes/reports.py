@@ -11,13 +11,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from services.reports.service import (
+    before_after,
     freed_hours,
     freed_hours_csv,
     report_period,
@@ -29,7 +30,7 @@ from services.web.context import HubContext
 from services.web.deps import Ctx, ManagerUser, PageUser, report_source
 from services.web.i18n import Locale, translator
 from services.web.pages import locale_for, login_redirect, page
-from services.web.report_charts import report_charts
+from services.web.report_charts import before_after_chart, report_charts
 from services.web.report_pdf import freed_hours_pdf
 from services.web.users import Role, User
 
@@ -110,19 +111,36 @@ def _before(ctx: HubContext, first: date | None, last: date | None) -> tuple[dat
 
 
 def before_after_section(
-    ctx: HubContext, fh: dict[str, Any], before: tuple[date, date] | None, ward: str | None
+    ctx: HubContext,
+    fh: dict[str, Any],
+    before: tuple[date, date] | None,
+    ward: str | None,
+    t: dict[str, str],
 ) -> dict[str, Any] | None:
-    """INTEGRATION POINT (issue #18): the before/after comparison for the page and the PDF.
-
-    To be wired to the before/after report (services/reports/before_after.py, built
-    alongside): for a `before` period, return the shape `reports/before_after.html` reads,
-    {"before": {"from", "to"}, "after": {"from", "to"}, "rows": [{"label", "before",
-    "after", "unit"}]}, with `fh` as the after period. Until then there is no before/after
-    section, with or without a before period."""
-    del ctx, fh, ward
+    """The before/after rows of the PDF (`reports/before_after.html`), with `fh` as the after
+    period, when a before period is given: the measured work and visits per resident-night
+    of both, and the modelled freed hours beside them (docs/freed-hours.md)."""
     if before is None:
         return None
-    return None
+    after = (date.fromisoformat(fh["from"]), date.fromisoformat(fh["to"]))
+    ba = before_after(ctx.site, report_source(ctx), before, after, ward, modelled=fh)
+    b, a = ba["before"], ba["after"]
+    rows = [
+        (t["report_nights"], "nights", ""),
+        (t["report_resident_nights"], "resident_nights", ""),
+        (t["report_visits_per_rn"], "visits_per_resident_night", ""),
+        (t["report_work_per_rn"], "work_minutes_per_resident_night", ""),
+    ]
+    return {
+        "before": {"from": b["from"], "to": b["to"]},
+        "after": {"from": a["from"], "to": a["to"]},
+        "rows": [
+            {"label": label, "before": b[key], "after": a[key], "unit": unit}
+            for label, key, unit in rows
+        ],
+        "difference": ba["difference"],
+        "modelled": ba["modelled"],
+    }
 
 
 def _audit(ctx: HubContext, user: User, report: str, a: date, b: date, ward: str | None) -> None:
@@ -174,6 +192,39 @@ def sensitivity_json(
         return sensitivity(ctx.site, report_source(ctx), a, b, w, from_first_measured=not first)
 
 
+PeriodBeforeFrom = Annotated[date, Query(description="First night of the before period.")]
+PeriodBeforeTo = Annotated[date, Query(description="Last night of the before period, included.")]
+AfterFrom = Annotated[date, Query(description="First night of the after period.")]
+AfterTo = Annotated[date, Query(description="Last night of the after period, included.")]
+
+
+@router.get("/api/reports/before-after")
+def before_after_json(
+    ctx: Ctx,
+    user: ManagerUser,
+    before_from: PeriodBeforeFrom,
+    before_to: PeriodBeforeTo,
+    after_from: AfterFrom,
+    after_to: AfterTo,
+    ward: Ward = None,
+) -> dict[str, Any]:
+    """Measured night work from the visit log, before and after, beside the modelled freed
+    hours (docs/freed-hours.md, "Measured night work")."""
+    before = _period(ctx, before_from, before_to)
+    after = _period(ctx, after_from, after_to)
+    w = _ward(ctx, ward)
+    if ctx.alarms is not None:
+        detail = {
+            "report": "before-after",
+            "before": f"{before[0]}:{before[1]}",
+            "after": f"{after[0]}:{after[1]}",
+            "ward": w,
+        }
+        ctx.alarms.record_access(user.username, "report_read", detail)
+    with _one_at_a_time(user):
+        return before_after(ctx.site, report_source(ctx), before, after, w)
+
+
 @router.get("/api/reports/utilisation")
 def utilisation_json(
     ctx: Ctx, user: ManagerUser, first: From = None, last: To = None
@@ -196,15 +247,18 @@ def reports_page(
     before_first: BeforeFrom = None,
     before_last: BeforeTo = None,
 ) -> Response:
-    """All three reports on one page, with charts (managers and admins)."""
+    """All the reports on one page, with charts (managers and admins). The before/after
+    section compares the page's period (after) with `before_from`…`before_to`, by default the
+    as many nights just before it."""
     if user is None:
         return login_redirect(request)
     if not user.role.allows(Role.MANAGER):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="needs role manager or above")
     a, b = _period(ctx, first, last)
     w = _ward(ctx, ward)
-    before = _before(ctx, before_first, before_last)
+    asked = _before(ctx, before_first, before_last)
     locale = locale_for(request, ctx)
+    t = translator(locale)
     _audit(ctx, user, "reports-page", a, b, w)
     with _one_at_a_time(user):
         # without a `from`, the period starts at its first measured night (docs/freed-hours.md)
@@ -212,6 +266,11 @@ def reports_page(
         a = date.fromisoformat(fh["from"])
         ut = utilisation(ctx.site, report_source(ctx), a, b)
         sens = sensitivity(ctx.site, report_source(ctx), a, b, w)
+        length = b - a + timedelta(days=1)
+        before = asked or _period(ctx, a - length, a - timedelta(days=1))
+        ba = before_after(ctx.site, report_source(ctx), before, (a, b), w, modelled=fh)
+    charts = report_charts(fh, ut, t, locale)
+    charts["before_after"] = before_after_chart(ba, t)
     return page(
         request,
         ctx,
@@ -220,10 +279,12 @@ def reports_page(
         fh=fh,
         ut=ut,
         sens=sens,
-        charts=report_charts(fh, ut, translator(locale), locale),
-        before_after=before_after_section(ctx, fh, before, w),
+        charts=charts,
+        ba=ba,
         first=a.isoformat(),
         last=b.isoformat(),
+        before_first=before[0].isoformat(),
+        before_last=before[1].isoformat(),
         ward=w or "",
         wards=ctx.site.site.wards,
     )
@@ -279,7 +340,7 @@ def freed_pdf(
             user=user.username,
             ward_name=_ward_name(ctx, w, t),
             made_at=_made_at(ctx),
-            before_after=before_after_section(ctx, fh, before, w),
+            before_after=before_after_section(ctx, fh, before, w, t),
         )
     return Response(pdf, media_type="application/pdf", headers=_export_name(ctx, a, b, "pdf"))
 
