@@ -49,15 +49,21 @@ def test_csv_visit_log_names_bad_lines_and_is_idempotent(tmp_path: Path) -> None
     db, src = tmp_path / "hub.db", tmp_path / "runder.csv"
     src.write_text(SHEET)
     r = carehub(db, "import", str(src), "--site", str(Path("sites/test.yaml").resolve()))
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # some lines not imported (docs/cli.md)
     err = r.stderr
-    assert f"{src}:5: skipped: room 'a-9' is not a room of the site" in err
-    assert f"{src}:6: skipped: left_at is before entered_at" in err
-    assert f"{src}:7: skipped: give exactly one of room or resident_id" in err
-    assert f"{src}:8: skipped: reason 'nap' is not one of round, call, alarm, care, other" in err
-    assert f"{src}:9: skipped: '2026-03-29 02:30' does not exist" in err
-    assert f"{src}:10: skipped: 4 cells, the header has 6" in err
-    assert f"{src}:11: skipped: entered_at '2026-11-22 23:10:30' has seconds but no offset" in err
+    rejected = [json.loads(x) for x in Path(f"{src}.rejected.jsonl").read_text().splitlines()]
+    assert [x["line"] for x in rejected] == [5, 6, 7, 8, 9, 10, 11]
+    assert f"{src}:5: not imported: room 'a-9' is not a room of the site" in err
+    assert f"{src}:6: not imported: left_at is before entered_at" in err
+    assert f"{src}:7: not imported: give exactly one of room or resident_id" in err
+    assert (
+        f"{src}:8: not imported: reason 'nap' is not one of round, call, alarm, care, other" in err
+    )
+    assert f"{src}:9: not imported: '2026-03-29 02:30' does not exist" in err
+    assert f"{src}:10: not imported: 4 cells, the header has 6" in err
+    assert (
+        f"{src}:11: not imported: entered_at '2026-11-22 23:10:30' has seconds but no offset" in err
+    )
     for good in (2, 3, 4, 12):
         assert f"{src}:{good}:" not in err
     assert "visits 4 added, 0 already there" in r.stdout
@@ -81,7 +87,7 @@ def test_csv_visit_log_names_bad_lines_and_is_idempotent(tmp_path: Path) -> None
         "round",
     ) in rows
     again = carehub(db, "import", str(src), "--site", str(Path("sites/test.yaml").resolve()))
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 1, again.stderr  # the same bad lines again
     assert "visits 0 added, 4 already there" in again.stdout
     assert visits_in(db) == rows
 
@@ -119,10 +125,10 @@ def test_jsonl_visit_records_with_uplinks_and_bad_lines(tmp_path: Path) -> None:
     ]
     src.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     r = carehub(db, "import", str(src))
-    assert r.returncode == 0, r.stderr
-    assert ":3: skipped: resident_id 'r-999' is not a resident of the site" in r.stderr
-    assert ":4: skipped: a visit of more than 12 h" in r.stderr
-    assert ":5: skipped: entered_at must be a time" in r.stderr
+    assert r.returncode == 1, r.stderr
+    assert ":3: not imported: resident_id 'r-999' is not a resident of the site" in r.stderr
+    assert ":4: not imported: a visit of more than 12 h" in r.stderr
+    assert ":5: not imported: entered_at must be a time" in r.stderr
     assert "visits 2 added" in r.stdout
     assert len(visits_in(db)) == 2
     again = carehub(db, "import", str(src))
@@ -135,7 +141,7 @@ def test_a_file_with_nothing_importable_exits_2(tmp_path: Path) -> None:
     src.write_text("rum,ind,ud\na-1,23:00,23:10\n")
     r = carehub(db, "import", str(src))
     assert r.returncode == 2
-    assert ":1: skipped: header must name entered_at, left_at, room or resident_id" in r.stderr
+    assert ":1: not imported: header must name entered_at, left_at, room or resident_id" in r.stderr
     assert "unknown column(s) rum, ind, ud" in r.stderr
 
 
@@ -161,8 +167,8 @@ def test_csv_reader_keeps_file_line_numbers(test_index: SiteIndex, tmp_path: Pat
         store,
         ImportReport(),
     )
-    assert report.bad_lines == [
-        (4, "entered_at 'x' is neither RFC 3339 nor local YYYY-MM-DD HH:MM")
+    assert [(b.line, b.reason, b.text) for b in report.bad_lines] == [
+        (4, "entered_at 'x' is neither RFC 3339 nor local YYYY-MM-DD HH:MM", "a-1,x,y")
     ]
     assert (report.visits_added, report.lines) == (1, 4)
     got = store.between(

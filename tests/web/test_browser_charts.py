@@ -5,6 +5,7 @@ overlap (boxes measured in the DOM), and the marks carry the report JSON's numbe
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
@@ -89,18 +90,26 @@ def _json(server: ServerThread, path: str) -> dict[str, Any]:
 def test_charts_are_titled_labelled_and_never_overlap(
     manager: Page, history_server: ServerThread, width: int, lang: str
 ) -> None:
-    """At phone and desktop width, in Danish and English: five charts, each with a title and
+    """At phone and desktop width, in Danish and English: six charts, each with a title and
     both axis titles in the page's language, a legend on the chart with several series, no
     text over another or outside its chart, no page wider than the screen because of them."""
     manager.set_viewport_size({"width": width, "height": 900})
     manager.goto(f"{history_server.url}/reports?from={HISTORY_FIRST}&to={HISTORY_LAST}&lang={lang}")
     charts = manager.evaluate(MEASURE)
-    assert len(charts) == 5
+    assert len(charts) == 6
     titles = {
-        "da": ["Frigjorte timer pr. nat", "Alarmer pr. time om natten", "Tid brugt pr. alarm"],
-        "en": ["Freed hours per night", "Alarms by hour of night", "Time spent per alarm"],
+        "da": [
+            "Frigjorte timer pr. nat",
+            "Arbejde pr. beboer-nat, nat for nat: før og efter",
+            "Alarmer pr. time om natten",
+        ],
+        "en": [
+            "Freed hours per night",
+            "Work per resident-night, night by night: before and after",
+            "Alarms by hour of night",
+        ],
     }
-    assert [c["title"] for c in charts][:2] == titles[lang][:1] + titles[lang][1:2]
+    assert [c["title"] for c in charts][:3] == titles[lang]
     for chart in charts:
         classes = [t["cls"] for t in chart["texts"]]
         assert "chart-title" in classes
@@ -135,13 +144,41 @@ def test_the_charts_show_the_report_numbers(manager: Page, history_server: Serve
     assert float(band.get_attribute("data-high") or "nan") == pytest.approx(hi, abs=1e-5)
     mean = float(freed.locator("line.rule").get_attribute("data-value") or "nan")
     assert mean == pytest.approx(fh["freed_hours_per_night"]["mean"], abs=1e-5)
-    bars = charts.nth(1).locator("rect.bar")
+    # before/after: by default the as many nights just before the page's period
+    first, last = date.fromisoformat(HISTORY_FIRST), date.fromisoformat(HISTORY_LAST)
+    length = last - first + timedelta(days=1)
+    r = httpx.get(
+        f"{history_server.url}/api/reports/before-after",
+        params={
+            "before_from": (first - length).isoformat(),
+            "before_to": (first - timedelta(days=1)).isoformat(),
+            "after_from": HISTORY_FIRST,
+            "after_to": HISTORY_LAST,
+        },
+        headers=bearer(history_server.url, "mads"),
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    ba = r.json()
+    hist = charts.nth(1).locator("rect.bar")
+    per_series: dict[str, int] = {}
+    for i in range(hist.count()):
+        name = hist.nth(i).get_attribute("data-series") or ""
+        per_series[name] = per_series.get(name, 0) + int(
+            hist.nth(i).get_attribute("data-value") or 0
+        )
+    measured = [
+        sum(1 for n in ba[p]["by_night"] if n["resident_nights"]) for p in ("before", "after")
+    ]
+    # every measured night of each period is in exactly one of its bins
+    assert sorted(v for v in per_series.values() if v) == sorted(v for v in measured if v)
+    bars = charts.nth(2).locator("rect.bar")
     counts = [h["count"] for h in ut["alarms"]["by_hour_of_night"]]
     assert sum(counts) > 0
     assert [
         float(bars.nth(i).get_attribute("data-value") or "nan") for i in range(bars.count())
     ] == counts
-    uptime = charts.nth(4).locator("rect.bar")
+    uptime = charts.nth(5).locator("rect.bar")
     shown = {
         uptime.nth(i).get_attribute("data-label"): float(
             uptime.nth(i).get_attribute("data-value") or "nan"
