@@ -263,9 +263,13 @@ def check_latency(figures: dict[str, Any]) -> None:
 
 
 FLOOD_S = 15.0
-FLOOD_MAX = 150_000
 FLOOD_RATE = 10_000
 """msg/s of the fast flooder: the target of docs/handover.md."""
+FLOOD_FAST_MAX = 70_000
+"""7 s at FLOOD_RATE. With the garbage flood's FLOOD_MAX, fewer than the generated config's
+`max_queued_messages` (100,000), so no fall can be dropped by the broker whatever the hub's
+speed: a lost fall here is the hub's. Past that bound the broker drops (docs/handover.md)."""
+FLOOD_MAX = 20_000
 FLOOD_RUN = 65_000
 """At most this many lines to one `mosquitto_pub -l`: at QoS 1 it stops after 65,535."""
 MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
@@ -276,8 +280,9 @@ MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
 def test_flood_of_valid_and_garbage_messages_does_not_hold_up_other_falls(
     make_stack: Callable[..., Stack], layout: str
 ) -> None:
-    """(a) One device floods heartbeats at 10k msg/s and another garbage as fast as paho
-    publishes QoS 1, for FLOOD_S, while twenty other devices fall, one every 0.5 s."""
+    """(a) One device floods 70,000 heartbeats at 10k msg/s and another 20,000 garbage
+    messages as fast as paho publishes QoS 1, while twenty other devices fall, one every
+    0.5 s: together within the broker's queue bound, so every fall must alarm."""
     stack = make_stack(layout)
     sent = {FLOOD: 0, GARBAGE: 0}
     took = {FLOOD: 0.0, GARBAGE: 0.0}
@@ -310,7 +315,9 @@ def test_flood_of_valid_and_garbage_messages_does_not_hold_up_other_falls(
         of the broker (docs/handover.md, "Urgent lane")."""
         started = time.monotonic()
         queued = 0
-        while not stop.is_set() and time.monotonic() - started < FLOOD_S:
+        while (
+            not stop.is_set() and queued < FLOOD_FAST_MAX and time.monotonic() - started < FLOOD_S
+        ):
             pub = subprocess.Popen(
                 [MOSQUITTO_PUB, "-h", stack.broker.host, "-p", str(stack.broker.port),
                  "-u", device, "-P", stack.broker.creds[device], "-q", "1",
@@ -321,14 +328,14 @@ def test_flood_of_valid_and_garbage_messages_does_not_hold_up_other_falls(
             assert pub.stderr is not None
             this_run = 0
             while not stop.is_set() and time.monotonic() - started < FLOOD_S:
-                due = int((time.monotonic() - started) * FLOOD_RATE) - queued
-                n = min(due, FLOOD_RUN - this_run)
+                due = min(int((time.monotonic() - started) * FLOOD_RATE), FLOOD_FAST_MAX)
+                n = min(due - queued, FLOOD_RUN - this_run)
                 if n > 0:
                     lines = (heartbeat(queued + i) + b"\n" for i in range(n))
                     pub.stdin.write(b"".join(lines))
                     pub.stdin.flush()
                     queued, this_run = queued + n, this_run + n
-                if this_run >= FLOOD_RUN:
+                if this_run >= FLOOD_RUN or queued >= FLOOD_FAST_MAX:
                     break
                 time.sleep(0.01)
             pub.stdin.close()
