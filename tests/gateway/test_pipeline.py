@@ -203,14 +203,19 @@ def test_seq_reused_with_other_content_after_a_reboot_is_stored(
 
 
 def test_seqless_redelivery_is_a_duplicate_but_a_later_repeat_is_not(
-    ingestor: Ingestor,
+    ingestor: Ingestor, store: SqliteEventStore
 ) -> None:
     topic, payload = "zigbee2mqtt/bed-b1-window", b'{"water_leak": false, "battery": 90}'
     first = ingestor.ingest(topic, payload, T0)
     assert first.accepted
-    assert ingestor.ingest(topic, payload, T0 + timedelta(seconds=2)).duplicate
+    soon = ingestor.ingest(topic, payload, T0 + timedelta(seconds=2))
+    assert (soon.outcome, soon.device_id) == (IngestOutcome.DUPLICATE, "diaper-r003")
     assert ingestor.ingest(topic, payload, T0 + SEQLESS_DUPLICATE_WINDOW).duplicate  # the edge
-    assert ingestor.ingest(topic, payload, T0 + timedelta(seconds=60)).accepted
+    repeat = ingestor.ingest(topic, payload, T0 + timedelta(seconds=60))
+    assert repeat.accepted
+    assert repeat.events[0].event_id != first.events[0].event_id  # two events, both stored
+    ingestor.flush()
+    assert len(stored(store, "diaper-r003")) == 2
     # the broker's DUP flag marks a redelivery however late it comes
     late = T0 + timedelta(minutes=30)
     assert ingestor.ingest(topic, payload, late, redelivered=True).duplicate

@@ -173,3 +173,15 @@ def test_an_api_token_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     later = issued + TOKEN_MAX_AGE_S + 1
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda _self: later)
     assert signer.read_token(token) is None
+
+
+def test_each_session_gets_its_own_csrf_token_and_the_cookie_holds_it() -> None:
+    """The session a login hands back is the one its cookie carries, and its CSRF token is
+    fresh for every session (a fixed or empty one would be guessable)."""
+    signer = Signer("test-secret-key-not-for-production")
+    cookie, session = signer.new_session("sofie", 3)
+    assert signer.read_session(cookie) == session
+    assert (session.username, session.generation) == ("sofie", 3)
+    _other_cookie, other = signer.new_session("sofie", 3)
+    assert other.csrf != session.csrf
+    assert len(session.csrf) >= 32
