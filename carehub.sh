@@ -29,9 +29,9 @@ case "$cmd" in
     lint) .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports && exec .venv/bin/mypy ;;
     mutants)
         # One module at a time, one child process (docs/testing.md): e.g. subscriber, pipeline,
-        # engine, security, deps, auth, freed_hours, or a mutmut name glob.
+        # engine, security, deps, auth, freed_hours, ladder, or a mutmut name glob.
         case "${1:-}" in
-            "") echo "usage: ./carehub.sh mutants subscriber|pipeline|engine|security|deps|auth|freed_hours|<glob>" >&2; exit 2 ;;
+            "") echo "usage: ./carehub.sh mutants subscriber|pipeline|engine|security|deps|auth|freed_hours|ladder|<glob>" >&2; exit 2 ;;
             subscriber) sel="carehub.subscriber.*" ;;
             pipeline) sel="gateway.pipeline.*" ;;
             engine) sel="services.rules.engine.*" ;;
@@ -39,6 +39,7 @@ case "$cmd" in
             deps) sel="services.web.deps.*" ;;
             auth) sel="services.web.routes.auth.*" ;;
             freed_hours) sel="services.reports.freed_hours.*" ;;
+            ladder) sel="services.notify.ladder.*" ;;
             *) sel="$1" ;;
         esac
         .venv/bin/mutmut run --max-children 1 "$sel"

@@ -118,8 +118,8 @@ def test_duplicate_keys_and_ids_are_errors() -> None:
 
 
 def test_yaml_syntax_error_has_line() -> None:
-    """A YAML syntax error is reported with the line where the parser gave up (the end of
-    an unclosed list), not without one."""
+    """A YAML syntax error comes with a line number: for a list left open, the line just past
+    the end of the text, where the parser ran out looking for its `]`."""
     found = problems("site: x\nwards: [\n")
     assert found[0][1] == "(top level)"
     assert found[0][2].startswith("not valid YAML")

@@ -1,11 +1,13 @@
-"""Grafana dashboards: provisionable JSON, and Flux that asks only for what the hub writes
-(gateway/store/influx_schema.py), so a renamed field breaks this test, not a care home's
-dashboard."""
+"""Grafana dashboards: provisionable JSON, and Flux that asks only for measurements, tags and
+fields in the schema (gateway/store/influx_schema.py) and that the writers really write (the
+gateway's InfluxDB store, services/timeseries' alarm-change and freed-hours points), so a
+renamed or dropped field breaks this test, not a care home's dashboard."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, get_args
 
@@ -14,9 +16,14 @@ import yaml
 
 from carehub.alarmkinds import RULE_KIND
 from carehub.events import EventKind, EventType
+from carehub.site import SiteIndex
 from gateway.store import influx_schema as s
 from services.alarms.model import AlarmState, Outcome
 from services.alarms.store import ChangeReason
+from services.rules.engine import RulesEngine
+from services.timeseries import envelope_point, freed_hours_points
+from tests.deploy.lineprotocol import lines_of
+from tests.deploy.test_timeseries import LABEL, _fall_acked_resolved, gateway_lines, report
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
@@ -123,14 +130,48 @@ def test_every_dashboard_can_show_one_site_or_several(path: Path) -> None:
             assert "r.site =~ /^${site:regex}$/" in target["query"], panel["title"]
 
 
+Columns = Mapping[str, Collection[str]]
+"""Tags (or fields) by measurement."""
+
+
 @pytest.mark.parametrize(("name", "where", "flux"), ALL, ids=[w for _, w, _ in ALL])
 def test_flux_asks_only_for_measurements_tags_and_fields_the_hub_writes(
     name: str, where: str, flux: str
 ) -> None:
+    check_flux(where, flux, s.TAGS_BY_MEASUREMENT, s.FIELDS_BY_MEASUREMENT)
+
+
+def test_every_query_asks_for_what_the_writers_actually_write(
+    alarm_world: tuple[RulesEngine, Any], test_index: SiteIndex
+) -> None:
+    """The schema module could name a field no writer fills (an empty panel): each query is
+    checked against the points the writers make from a night's data (an event, a dead letter,
+    device and seq states; a fall raised, acknowledged and resolved; a freed-hours report by
+    site and ward)."""
+    engine, world = alarm_world
+    _fall_acked_resolved(engine, world)
+    lines = [
+        *gateway_lines(),
+        *lines_of([envelope_point(e) for e in world[0].changes_since(0)]),
+        *lines_of(freed_hours_points(report(test_index, LABEL, LABEL))),
+    ]
+    tags: dict[str, set[str]] = {}
+    fields: dict[str, set[str]] = {}
+    for line in lines:
+        tags.setdefault(line.measurement, set()).update(line.tags)
+        fields.setdefault(line.measurement, set()).update(line.fields)
+    assert set(tags) == set(s.ALL_MEASUREMENTS)
+    for _name, where, flux in ALL:
+        check_flux(where, flux, tags, fields)
+
+
+def check_flux(where: str, flux: str, tags_by: Columns, fields_by: Columns) -> None:
+    """Every measurement, tag, field and column `flux` names is one of `tags_by` and
+    `fields_by`, and every constant it compares a tag with is a value the hub writes."""
     measurements = set(re.findall(r'_measurement\s*==\s*"([^"]+)"', flux))
-    assert measurements <= set(s.ALL_MEASUREMENTS), measurements - set(s.ALL_MEASUREMENTS)
-    tags = {t for m in measurements for t in s.TAGS_BY_MEASUREMENT[m]}
-    fields = {f for m in measurements for f in s.FIELDS_BY_MEASUREMENT[m]}
+    assert measurements <= set(tags_by), f"{where}: unknown {measurements - set(tags_by)}"
+    tags = {t for m in measurements for t in tags_by[m]}
+    fields = {f for m in measurements for f in fields_by[m]}
     named_fields = set(re.findall(r'_field\s*==\s*"([^"]+)"', flux))
     assert named_fields <= fields, f"{where}: unknown fields {named_fields - fields}"
     if named_fields or re.search(r"\br\.[a-z]", flux):
@@ -151,7 +192,7 @@ def test_flux_asks_only_for_measurements_tags_and_fields_the_hub_writes(
         if tag in TAG_VALUES:
             assert value in TAG_VALUES[tag], f"{where}: {tag} is never {value!r}"
     for tag in re.findall(r'tagValues\([^)]*tag:\s*"([^"]+)"', flux):
-        assert tag in {t for ts in s.TAGS_BY_MEASUREMENT.values() for t in ts}, tag
+        assert tag in {t for ts in tags_by.values() for t in ts}, f"{where}: no tag {tag}"
 
 
 def test_the_checker_catches_a_misspelt_field() -> None:

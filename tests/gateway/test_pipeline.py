@@ -8,9 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from carehub.events import event_id_for
+from carehub.events import EventType, event_id_for
 from carehub.site import SiteIndex
-from gateway.pipeline import MAX_SEQ_GAP, Ingestor, IngestOutcome
+from gateway.codecs.base import Decoded
+from gateway.pipeline import (
+    LATE_WINDOW,
+    MAX_SEQ_GAP,
+    SEQLESS_DUPLICATE_WINDOW,
+    Ingestor,
+    IngestOutcome,
+    _decoded_digest,
+    _raw_digest,
+)
 from gateway.store.sqlite import SqliteEventStore
 from tests.gateway.conftest import SITE, T0, native, up
 
@@ -27,6 +36,9 @@ def stored(store: SqliteEventStore, device_id: str | None = None) -> list[str]:
 def test_accepts_and_enriches_a_native_fall(ingestor: Ingestor) -> None:
     result = ingestor.ingest(up("fall-a1"), native(7, "fall", confidence=0.93), T0)
     assert result.outcome is IngestOutcome.ACCEPTED
+    assert result.device_id == "fall-a1"
+    assert ingestor.metrics()["carehub_gateway_messages_accepted_total"] == 1
+    assert ingestor.metrics()["carehub_gateway_events_total"] == 1
     (event,) = result.events
     assert event.event_id == event_id_for(SITE, "fall-a1", 7)
     assert (event.kind, event.type, event.seq) == ("fall", "fall", 7)
@@ -73,6 +85,7 @@ def test_duplicate_seq_is_dropped_and_survives_a_restart(
     again = second.ingest(up("fall-a1"), payload, T0 + timedelta(minutes=5))
     assert again.duplicate
     assert again.duplicate_of == event_id_for(SITE, "fall-a1", 42)
+    assert again.device_id == "fall-a1"
     assert second.metrics()["carehub_gateway_duplicates_total"] == 1
     second.close()
     check = SqliteEventStore(db_path)
@@ -104,9 +117,14 @@ def test_gaps_are_counted_and_late_arrivals_fill_them(
     state = ingestor.seq_state("fall-a1")
     assert state is not None
     assert (state.last_seq, state.gaps) == (5, 1)
+    assert ingestor.ingest(up("fall-a1"), native(8, "fall_cleared"), T0).accepted  # 6, 7 lost
+    assert ingestor.ingest(up("fall-a1"), native(7, "fall_cleared"), T0).accepted  # one late
+    state = ingestor.seq_state("fall-a1")
+    assert state is not None
+    assert (state.last_seq, state.gaps, state.resets) == (8, 2, 0)  # gaps add up
     ingestor.flush()
-    assert store.counters()['carehub_gateway_seq_gaps{device_id="fall-a1"}'] == 1
-    assert ingestor.metrics()["carehub_gateway_seq_gaps_total"] == 2
+    assert store.counters()['carehub_gateway_seq_gaps{device_id="fall-a1"}'] == 2
+    assert ingestor.metrics()["carehub_gateway_seq_gaps_total"] == 4
 
 
 def test_native_seq_wraps_at_2_pow_31_without_a_gap(ingestor: Ingestor) -> None:
@@ -165,6 +183,7 @@ def test_a_counter_reset_is_not_counted_as_lost_messages(ingestor: Ingestor) -> 
     state = ingestor.seq_state("fall-a1")
     assert state is not None
     assert (state.gaps, state.resets) == (0, 2)
+    assert ingestor.metrics()["carehub_gateway_seq_resets_total"] == 2
 
 
 def test_seq_reused_with_other_content_after_a_reboot_is_stored(
@@ -176,22 +195,34 @@ def test_seq_reused_with_other_content_after_a_reboot_is_stored(
     assert a.accepted
     assert b.accepted
     assert a.events[0].event_id != b.events[0].event_id
+    state = ingestor.seq_state("fall-a1")
+    assert state is not None
+    assert (state.last_seq, state.gaps, state.resets) == (3, 0, 1)  # the counter restarted
     ingestor.flush()
     assert len(stored(store, "fall-a1")) == 2
 
 
 def test_seqless_redelivery_is_a_duplicate_but_a_later_repeat_is_not(
-    ingestor: Ingestor,
+    ingestor: Ingestor, store: SqliteEventStore
 ) -> None:
     topic, payload = "zigbee2mqtt/bed-b1-window", b'{"water_leak": false, "battery": 90}'
-    assert ingestor.ingest(topic, payload, T0).accepted
-    assert ingestor.ingest(topic, payload, T0 + timedelta(seconds=2)).duplicate
-    assert ingestor.ingest(topic, payload, T0 + timedelta(seconds=60)).accepted
+    first = ingestor.ingest(topic, payload, T0)
+    assert first.accepted
+    soon = ingestor.ingest(topic, payload, T0 + timedelta(seconds=2))
+    assert (soon.outcome, soon.device_id) == (IngestOutcome.DUPLICATE, "diaper-r003")
+    assert ingestor.ingest(topic, payload, T0 + SEQLESS_DUPLICATE_WINDOW).duplicate  # the edge
+    repeat = ingestor.ingest(topic, payload, T0 + timedelta(seconds=60))
+    assert repeat.accepted
+    assert repeat.events[0].event_id != first.events[0].event_id  # two events, both stored
+    ingestor.flush()
+    assert len(stored(store, "diaper-r003")) == 2
     # the broker's DUP flag marks a redelivery however late it comes
     late = T0 + timedelta(minutes=30)
     assert ingestor.ingest(topic, payload, late, redelivered=True).duplicate
     # replaying the same message with its original received_at (import) changes nothing
-    assert ingestor.ingest(topic, payload, T0).duplicate
+    replay = ingestor.ingest(topic, payload, T0)
+    assert replay.duplicate
+    assert (replay.device_id, replay.duplicate_of) == ("diaper-r003", first.events[0].event_id)
 
 
 def test_radar_fall_then_cleared_then_heartbeat(ingestor: Ingestor) -> None:
@@ -310,8 +341,10 @@ def test_silent_devices_go_offline_after_three_heartbeats(
     ingestor.flush()
     (state,) = store.device_states()
     assert (state.online, state.status_source) == (False, "silence")
-    ingestor.ingest(up("fall-a1"), native(2, "heartbeat", battery=90), T0 + timedelta(seconds=500))
-    assert ingestor.device_states()[0].online is True
+    back = T0 + timedelta(seconds=500)
+    ingestor.ingest(up("fall-a1"), native(2, "heartbeat", battery=90), back)
+    (state,) = ingestor.device_states()
+    assert (state.online, state.status_source, state.status_at) == (True, "message", back)
 
 
 def test_wetsense_battery_becomes_device_state(ingestor: Ingestor) -> None:
@@ -372,3 +405,105 @@ def test_a_device_clock_far_off_is_counted_and_logged_once_an_hour(
     assert 'carehub_gateway_clock_skew_total{device="fall-b1"}' not in metrics
     warnings = [r for r in caplog.records if "clock is" in r.getMessage()]
     assert len(warnings) == 2  # the first, and the next after an hour
+
+
+WEBHOOK = f"carehub/{SITE}/webhooks/medcloud"
+
+
+def medcloud(event_id: str, indent: int | None = None) -> bytes:
+    """A MedCloud webhook body (gateway/codecs/medcloud_webhook.py) for med-r004."""
+    body = {
+        "event_id": event_id,
+        "device": "med-r004",
+        "occurred_at": "2026-11-22T22:01:00Z",
+        "event": "DOSE_DUE",
+        "dose": {"id": "night-2026-11-22", "scheduled": "2026-11-22T22:00:00Z"},
+    }
+    return json.dumps(body, indent=indent).encode()
+
+
+def test_a_vendor_keyed_event_is_a_duplicate_by_its_key_alone(
+    test_index: SiteIndex, db_path: Path
+) -> None:
+    """A vendor's event id is the dedupe key (docs/devices.md): the same id again, in other
+    bytes and much later, and after a restart, is a duplicate of the stored event; another
+    id with the same content is a new event."""
+    first = Ingestor(test_index, SqliteEventStore(db_path))
+    stored_ = first.ingest(WEBHOOK, medcloud("ev-1"), T0)
+    assert stored_.accepted
+    (event,) = stored_.events
+    later = T0 + timedelta(hours=2)
+    again = first.ingest(WEBHOOK, medcloud("ev-1", indent=2), later)
+    assert (again.outcome, again.device_id, again.duplicate_of) == (
+        IngestOutcome.DUPLICATE,
+        "med-r004",
+        event.event_id,
+    )
+    first.close()
+    second = Ingestor(test_index, SqliteEventStore(db_path))
+    assert second.ingest(WEBHOOK, medcloud("ev-1"), later).duplicate_of == event.event_id
+    other = second.ingest(WEBHOOK, medcloud("ev-2"), later)
+    assert other.accepted
+    assert other.events[0].event_id != event.event_id
+    second.close()
+    check = SqliteEventStore(db_path)
+    assert len(stored(check, "med-r004")) == 2
+    check.close()
+
+
+@pytest.mark.parametrize(
+    ("seqs", "gaps", "resets"),
+    [
+        ((1, 1 + MAX_SEQ_GAP), MAX_SEQ_GAP - 1, 0),  # the largest jump still counts as lost
+        ((1, 2 + MAX_SEQ_GAP), 0, 1),  # one more is a counter reset
+        ((500, 502, 502 - LATE_WINDOW), 0, 0),  # the furthest back that is late
+        ((500, 502, 501 - LATE_WINDOW), 1, 1),  # one further back is a reset
+    ],
+)
+def test_seq_windows_end_where_documented(
+    ingestor: Ingestor, seqs: tuple[int, ...], gaps: int, resets: int
+) -> None:
+    """MAX_SEQ_GAP and LATE_WINDOW are inclusive bounds: a jump of exactly MAX_SEQ_GAP is lost
+    messages and a seq exactly LATE_WINDOW behind is a late arrival."""
+    for seq in seqs:
+        assert ingestor.ingest(up("fall-a1"), native(seq, "fall_cleared"), T0).accepted
+    state = ingestor.seq_state("fall-a1")
+    assert state is not None
+    assert (state.gaps, state.resets) == (gaps, resets)
+
+
+def test_an_instance_sharing_a_subscription_counts_no_gaps(
+    test_index: SiteIndex, store: SqliteEventStore
+) -> None:
+    """`count_gaps=False`: an instance that sees only a share of a device's messages does not
+    report the others' seqs as lost."""
+    shared = Ingestor(test_index, store, count_gaps=False)
+    for seq in (1, 5):
+        assert shared.ingest(up("fall-a1"), native(seq, "fall_cleared"), T0).accepted
+    state = shared.seq_state("fall-a1")
+    assert state is not None
+    assert (state.last_seq, state.gaps) == (5, 0)
+    assert shared.metrics().get("carehub_gateway_seq_gaps_total", 0) == 0
+
+
+def test_device_state_keeps_what_a_message_does_not_say(ingestor: Ingestor) -> None:
+    """A message without battery or rssi leaves the last known ones, and one that arrives
+    with an older received_at (a replay) does not move last_seen back."""
+    later = T0 + timedelta(minutes=5)
+    ingestor.ingest(up("fall-a1"), native(1, "heartbeat", later, battery=77, rssi=-70), later)
+    assert ingestor.ingest(up("fall-a1"), native(2, "fall", confidence=0.9), T0).accepted
+    (state,) = ingestor.device_states()
+    assert (state.battery, state.rssi, state.last_seen) == (77, -70, later)
+
+
+def test_digests_are_stable_across_versions() -> None:
+    """The dedupe digests are stored with each key and compared after a restart, an upgrade
+    included: a digest that changed its form would make every redelivery of a seq'd message
+    look like a restarted counter, stored twice. Pinned to their values."""
+    at = datetime(2026, 11, 22, 22, 0, tzinfo=UTC)
+    decoded = [
+        Decoded(EventType.FALL, {"z": 1, "a": {"y": 2, "b": at}}, ts=at, seq=7),
+        Decoded(EventType.HEARTBEAT, {}, ts=None, key="e:1"),
+    ]
+    assert _decoded_digest(decoded) == "e02668314a3cc446d6a2486be6ca7906"
+    assert _raw_digest(b'{"water_leak": false}') == "505eb99a0bb66474480d703f6ec6abc6"

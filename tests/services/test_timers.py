@@ -306,3 +306,65 @@ def test_a_rolled_back_channel_time_is_not_remembered(tmp_path: Any) -> None:
         assert store.channel_ts("diaper-a1", "seen") is None
     finally:
         store.close()
+
+
+def test_a_reminder_of_an_escalated_alarm_names_the_escalation_target(
+    escalation_site: Callable[..., SiteIndex], store: AlarmStore, clock: FakeClock
+) -> None:
+    """Reminders go where the alarm is: to the ward before escalation (no target), to the
+    escalation target after it."""
+    index = escalation_site(
+        target={"kind": "role", "role": "manager"}, high_minutes=2, reminder_high_minutes=1.5
+    )
+    engine = RulesEngine(index, store, clock, QUIET)
+    engine.handle(make_event_factory(index)("fall-b1", "fall", NIGHT, confidence=1.0))
+    reminders: list[tuple[str, str, Any]] = []
+    for _ in range(4 * 60 // 5):
+        clock.advance(5)
+        for c in engine.tick():
+            if c.reason == "reminder" and c.alarm["rule"] == "fall":
+                envelope = c.envelope()
+                reminders.append((c.alarm["state"], envelope["type"], envelope.get("target")))
+    assert reminders[:2] == [
+        ("raised", "update", None),  # 1.5 min
+        ("escalated", "update", {"kind": "role", "role": "manager"}),  # 3 min, after 2
+    ]
+
+
+def test_timers_left_for_an_acknowledged_alarm_do_nothing(
+    engine: RulesEngine, store: AlarmStore, clock: FakeClock, make_event: MakeEvent
+) -> None:
+    """Acknowledging deletes an alarm's timers; one left behind (written back by an older
+    process, say) must still neither escalate nor remind an acknowledged alarm."""
+    (new,) = engine.handle(make_event("fall-b1", "fall", NIGHT, confidence=0.9))
+    left = [t for t in store.timers() if new.alarm_id in t.timer_id]
+    assert {t.kind for t in left} == {lifecycle.ESCALATE, lifecycle.REMIND}
+    clock.advance(timedelta(seconds=30))
+    lifecycle.acknowledge(store, clock, new.alarm_id, "anna")
+    with store.transaction():
+        for timer in left:
+            store.set_timer(timer)
+    assert changes_over(engine, clock, 5) == []
+    alarm = store.get(new.alarm_id)
+    assert alarm is not None
+    assert alarm.state.value == "acknowledged"
+
+
+def test_a_timer_of_unknown_kind_is_dropped_and_the_others_fire(
+    engine: RulesEngine, store: AlarmStore, clock: FakeClock, make_event: MakeEvent
+) -> None:
+    """A timer written by a newer version (a kind this engine lacks) costs only itself."""
+    from services.alarms.store.timers import Timer
+
+    with store.transaction():
+        store.set_timer(Timer("future:x", "from_a_newer_version", NIGHT, {}))
+    due = make_event("med-r001", "dose_due", NIGHT, dose_id="d1")
+    engine.handle(due)
+    clock.advance(timedelta(minutes=45))
+    missed = [c for c in engine.tick() if c.alarm["rule"] == "dose_missed"]
+    assert [c.reason for c in missed][:1] == ["raised"]
+    assert "future:x" not in {t.timer_id for t in store.timers()}
+    # the missed dose's alarm says which dispenser, room and dose_due event it is about
+    alarm = missed[0].alarm
+    assert (alarm["device_id"], alarm["room"], alarm["resident_id"]) == ("med-r001", "a-1", "r-001")
+    assert alarm["trigger_event_id"] == due.event_id

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
+from itsdangerous import TimestampSigner
 
 from services.web.context import HubContext
+from services.web.security import SESSION_COOKIE, TOKEN_MAX_AGE_S, Signer
 from tests.support.server import ServerThread
 from tests.web.conftest import PASSWORD, bearer
 
@@ -144,3 +147,41 @@ def test_user_store_refuses_weak_passwords_and_bad_names(web_ctx: HubContext) ->
         web_ctx.users.upsert("bad name!", PASSWORD, Role.STAFF)
     assert web_ctx.users.authenticate("sofie", PASSWORD) is not None
     assert web_ctx.users.authenticate("sofie", PASSWORD + "x") is None
+
+
+def test_a_signed_token_or_cookie_of_an_unknown_user_is_401(
+    server: ServerThread, web_ctx: HubContext
+) -> None:
+    """Properly signed, but for a login that no longer exists (deleted, or a site restored
+    from an older backup): refused like a forged one, not a server error."""
+    signer = Signer(web_ctx.secret_key)
+    token = {"Authorization": f"Bearer {signer.new_token('ghost', 0)}"}
+    assert httpx.get(f"{server.url}/api/devices", headers=token).status_code == 401
+    cookie, _session = signer.new_session("ghost", 0)
+    with httpx.Client(base_url=server.url, cookies={SESSION_COOKIE: cookie}) as client:
+        assert client.get("/api/devices").status_code == 401
+
+
+def test_an_api_token_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bearer token is good for TOKEN_MAX_AGE_S after it was issued, not longer."""
+    signer = Signer("test-secret-key-not-for-production")
+    issued = 1_795_384_800  # 2026-11-22 22:00 UTC, a fixed time
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda _self: issued)
+    token = signer.new_token("sofie", 3)
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda _self: issued + TOKEN_MAX_AGE_S)
+    assert signer.read_token(token) == ("sofie", 3)
+    later = issued + TOKEN_MAX_AGE_S + 1
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda _self: later)
+    assert signer.read_token(token) is None
+
+
+def test_each_session_gets_its_own_csrf_token_and_the_cookie_holds_it() -> None:
+    """The session a login hands back is the one its cookie carries, and its CSRF token is
+    fresh for every session (a fixed or empty one would be guessable)."""
+    signer = Signer("test-secret-key-not-for-production")
+    cookie, session = signer.new_session("sofie", 3)
+    assert signer.read_session(cookie) == session
+    assert (session.username, session.generation) == ("sofie", 3)
+    _other_cookie, other = signer.new_session("sofie", 3)
+    assert other.csrf != session.csrf
+    assert len(session.csrf) >= 32
