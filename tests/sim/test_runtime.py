@@ -235,16 +235,22 @@ def test_a_silent_device_leaves_its_will_and_flaky_ones_come_back(
         assert sim.wait_connected(20)  # the flaky ones reconnected
         assert sim.stats().online == len(living)
         assert sim.stats().queued == 0
-        time.sleep(0.3)
-        last: dict[str, bytes] = {}
-        for m in probe.messages:
-            if m.topic.endswith("/status"):
-                last[m.topic.split("/")[-2]] = m.payload
-            elif m.topic.endswith("/availability"):
-                last[VENDOR_DEVICES[m.topic.removesuffix("/availability")]] = m.payload
-        # the broker spoke the will of each dead device; the others are back online
-        down = {d for d, word in last.items() if word in (b"offline", b'{"state":"offline"}')}
-        assert down == dead
+
+        def down() -> set[str]:
+            last: dict[str, bytes] = {}
+            for m in list(probe.messages):
+                if m.topic.endswith("/status"):
+                    last[m.topic.split("/")[-2]] = m.payload
+                elif m.topic.endswith("/availability"):
+                    last[VENDOR_DEVICES[m.topic.removesuffix("/availability")]] = m.payload
+            return {d for d, word in last.items() if word in (b"offline", b'{"state":"offline"}')}
+
+        # the broker spoke the will of each dead device; the others are back online (the
+        # last announcements may still be on their way to the probe: wait for them)
+        deadline = time.monotonic() + 15
+        while down() != dead and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert down() == dead
     finally:
         sim.stop()
         probe.close()
