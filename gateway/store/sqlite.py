@@ -27,7 +27,6 @@ from carehub.private import private_db
 from carehub.site import DeviceKind
 from carehub.timefmt import from_us, to_us
 from carehub.walmode import enable_wal
-from carehub.writelock import writer_lock
 from gateway.store.base import (
     DeadLetter,
     DedupeHit,
@@ -151,8 +150,6 @@ class SqliteEventStore:
         self._read = self._connect()
         self._read_lock = threading.Lock()
         self._pending = 0
-        self._writer = writer_lock(self.path)
-        self._holds_writer = False
         self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
@@ -164,33 +161,11 @@ class SqliteEventStore:
 
     # --- writes ---------------------------------------------------------------------------
 
-    def _begin(self) -> None:
-        """Open the write transaction, in turn with this process's other writers of the file
-        (carehub/writelock.py)."""
-        if not self._holds_writer:
-            self._writer.acquire()
-            self._holds_writer = True
-        try:
-            self._write.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self._release_writer()
-            raise
-
-    def _release_writer(self) -> None:
-        """Let the next writer in once no transaction is open (a failed COMMIT keeps it)."""
-        if self._holds_writer and not self._write.in_transaction:
-            self._holds_writer = False
-            self._writer.release()
-
     def _exec(self, sql: str, params: Sequence[Any]) -> int:
         with self._lock:
             if not self._write.in_transaction:
-                self._begin()
-            try:
-                rowcount = self._write.execute(sql, params).rowcount
-            except BaseException:
-                self._release_writer()  # SQLite may have rolled the transaction back
-                raise
+                self._write.execute("BEGIN IMMEDIATE")
+            rowcount = self._write.execute(sql, params).rowcount
             self._pending += 1
             return rowcount
 
@@ -304,11 +279,8 @@ class SqliteEventStore:
             self._maybe_commit()
 
     def _commit(self) -> None:
-        try:
-            if self._write.in_transaction:
-                self._write.execute("COMMIT")
-        finally:
-            self._release_writer()
+        if self._write.in_transaction:
+            self._write.execute("COMMIT")
         self._pending = 0
 
     def flush(self) -> None:
@@ -334,9 +306,6 @@ class SqliteEventStore:
                 return
             self._closed = True
             self._write.close()  # an open transaction is rolled back
-            if self._holds_writer:  # as a dead process's lock goes with it
-                self._holds_writer = False
-                self._writer.release()
         with self._read_lock:
             self._read.close()
 
@@ -381,14 +350,13 @@ class SqliteEventStore:
             if not keys:
                 return total
             with self._lock:
-                self._begin()
+                self._write.execute("BEGIN IMMEDIATE")
                 try:
                     self._write.executemany(delete, keys)
                 except BaseException:
                     self._write.execute("ROLLBACK")
-                    self._release_writer()
                     raise
-                self._commit()
+                self._write.execute("COMMIT")
             total += len(keys)
             if len(keys) < batch:
                 return total

@@ -17,7 +17,6 @@ from typing import Any
 
 from carehub.private import private_db
 from carehub.walmode import enable_wal
-from carehub.writelock import writer_lock
 
 
 class StoreDb:
@@ -34,7 +33,6 @@ class StoreDb:
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._conn.executescript(schema)
         self._lock = threading.RLock()
-        self._writer = writer_lock(self.path)
         self._depth = 0
         self._savepoints = 0
         self.rollbacks = 0
@@ -57,22 +55,18 @@ class StoreDb:
                 finally:
                     self._depth -= 1
                 return
-            self._writer.acquire()  # in turn with this process's other writers of the file
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._depth = 1
-                try:
-                    yield
-                except BaseException:
-                    self.rollbacks += 1
-                    self._conn.execute("ROLLBACK")
-                    raise
-                else:
-                    self._conn.execute("COMMIT")
-                finally:
-                    self._depth = 0
+                yield
+            except BaseException:
+                self.rollbacks += 1
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
             finally:
-                self._writer.release()
+                self._depth = 0
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
