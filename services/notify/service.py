@@ -69,7 +69,9 @@ class _Worker:
         while True:
             item = self.queue.get()
             try:
-                if item is None:
+                if item is None or self.notifier.stopping:
+                    # what is still queued stays in the outbox, for the next start: sending
+                    # it now would race the store's close (a backlog logged one error each)
                     return
                 if isinstance(item, _Check):
                     self.notifier._check(self.channel)
@@ -178,6 +180,11 @@ class Notifier:
     def wake(self) -> None:
         """Look at the change log now (an in-process commit)."""
         self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop` has begun: workers take no further send from their queues."""
+        return self._stopping.is_set()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the ladder and the workers (what is pending stays in the outbox)."""

@@ -145,3 +145,34 @@ def test_a_medium_alarm_in_ward_b_goes_to_ward_b_first(
     assert m["priority"] == 4
     assert "r-003" not in str(m)  # no resident on a phone
     assert "Test Person" not in str(m)
+
+
+def test_stopping_with_sends_queued_leaves_them_in_the_outbox(
+    engine: RulesEngine,
+    make_event: MakeEvent,
+    ntfy: NtfyStandIn,
+    site: Any,
+    db: Any,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hub stopping while its channel is slow and sends wait: the workers take no further
+    send, nothing fails against a closed store, and a new start sends what was left."""
+    from tests.notify.conftest import make_notifier
+
+    ntfy.delay_s = 0.5
+    first = make_notifier(site, db, clock).start()
+    for device in ("fall-a1", "fall-b1"):
+        engine.handle(make_event(device, "fall", NIGHT, confidence=0.9))
+    first.tick()  # every ward phone of both falls queued on the one slow ntfy worker
+    first.stop(timeout=5.0)
+    assert not [r for r in caplog.records if "notify worker" in r.getMessage()]
+    sent_before = len(ntfy.messages())
+    ntfy.delay_s = 0.0
+    second = make_notifier(site, db, clock).start()
+    try:
+        second.tick()
+        assert second.wait_idle()
+    finally:
+        second.stop()
+    assert len(ntfy.messages()) > sent_before  # the rest went out after the restart
