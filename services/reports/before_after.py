@@ -19,6 +19,7 @@ import numpy as np
 from carehub.site import DeviceKind, SiteIndex
 from carehub.visits import Visit
 from services.reports.freed_hours import (
+    BOOTSTRAP_METHOD,
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     SYMBOLS,
@@ -183,7 +184,8 @@ def _difference(
     diffs = _ratio_samples(b_vals, before.resident_nights, b_picks) - _ratio_samples(
         a_vals, after.resident_nights, a_picks
     )
-    lo, hi = percentile_interval(diffs)
+    # expanded for the shorter period: the conservative choice where the two differ
+    lo, hi = percentile_interval(diffs, min(len(before.nights), len(after.nights)))
     return {"mean": b_mean - a_mean, "ci95": [lo, hi]}
 
 
@@ -267,6 +269,7 @@ def assumptions(index: SiteIndex, resamples: int = BOOTSTRAP_RESAMPLES) -> dict[
             "resamples": resamples,
             "seed": BOOTSTRAP_SEED,
             "level": 0.95,
+            "method": BOOTSTRAP_METHOD,
             "unit": "nights, resampled within each period independently",
         },
         "night_window": {

@@ -69,7 +69,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "resident": "Beboer",
         "night_window": "Natten",
         "bootstrap": "Bootstrap",
-        "bootstrap_text": "{resamples} gentagelser, frø {seed}, niveau {level}",
+        "bootstrap_text": "{resamples} gentagelser, frø {seed}, niveau {level}, udvidede percentiler",
         "supervision": "Sensor virker",
         "supervision_text": "fra en besked, indtil 3 hjerteslag-intervaller går uden en ny",
         "defaults_note": "Standardværdierne er pladsholdere, indtil plejehjemmet har målt sine "
@@ -126,7 +126,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "resident": "Resident",
         "night_window": "The night",
         "bootstrap": "Bootstrap",
-        "bootstrap_text": "{resamples} resamples, seed {seed}, level {level}",
+        "bootstrap_text": "{resamples} resamples, seed {seed}, level {level}, expanded percentiles",
         "supervision": "A sensor works",
         "supervision_text": "from a message until 3 heartbeat intervals pass without another",
         "defaults_note": "Defaults are placeholders until the care home measures its own values.",

@@ -13,6 +13,7 @@ import pytest
 from carehub.site import SiteIndex, parse_site
 from firmware_sim.visits import VisitLog, VisitPlan, expected_work, simulate_visit_log
 from services.reports.before_after import Period, PeriodInput, before_after_report
+from services.reports.freed_hours import expanded_tail, percentile_interval
 
 SITE = """
 site: kendt
@@ -106,14 +107,28 @@ def _coverage(index: SiteIndex, seeds: range, plan: VisitPlan) -> tuple[int, int
     return held_work, held_visits
 
 
-def test_the_interval_holds_the_true_effect_in_100_seeded_runs(index: SiteIndex) -> None:
-    """Seeds 0-99. The percentile interval of 56 nights a period holds the truth about 94.5 %
-    of the time (the thousand-run test below), so 100 runs land between 89 and 99: seeds 0-99
-    hold the work difference 91 times, the visits 97. A broken interval (too narrow, or
-    centred off the truth) drops far below 90."""
+def test_the_interval_holds_the_true_effect_in_93_of_100_seeded_runs(index: SiteIndex) -> None:
+    """Seeds 0-99 hold the work difference 93 times and the visits 98 times. The plain
+    percentile interval held the work difference 91 times (docs/freed-hours.md, "The
+    interval"); a broken interval (too narrow, or centred off the truth) drops far below. A
+    correct 95 % interval passes this 87 % of the time: the thousand runs below are the
+    sharper check."""
     held_work, held_visits = _coverage(index, range(100), VisitPlan())
-    assert held_work >= 90
-    assert held_visits >= 90
+    assert held_work >= 93
+    assert held_visits >= 93
+
+
+def test_the_expansion_widens_the_plain_percentile_interval_by_the_t_factor() -> None:
+    """The tail each end: 2.5 % for one night (no spread to widen), Hesterberg's
+    Φ(-√(n/(n-1)) t) otherwise, which tends to 2.5 % as nights grow."""
+    assert expanded_tail(1) == pytest.approx(0.025)
+    assert expanded_tail(2) < 1e-60  # two nights: the whole resampled range
+    assert expanded_tail(30) == pytest.approx(0.018754, abs=1e-6)
+    assert expanded_tail(56) == pytest.approx(0.021579, abs=1e-6)
+    assert expanded_tail(56) < expanded_tail(200) < expanded_tail(10_000) < 0.025
+    stats = np.linspace(0.0, 1.0, 10_001)
+    lo, hi = percentile_interval(stats, 56)
+    assert (lo, hi) == pytest.approx((0.021579, 1 - 0.021579), abs=1e-4)
 
 
 @pytest.mark.long
