@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 from carehub.alarmkinds import RULE_KIND, SENSOR
 from carehub.site import Binding, DeviceKind, SiteIndex
@@ -378,8 +377,11 @@ def expanded_tail(nights: int, level: float = 0.95) -> float:
     """
     if nights < 2:
         return (1 - level) / 2
-    t = float(stats.t.ppf((1 + level) / 2, nights - 1))
-    return float(stats.norm.cdf(-np.sqrt(nights / (nights - 1)) * t))
+    # imported here: scipy.special is ~20 MB of a hub that computes a report now and then
+    from scipy.special import ndtr, stdtrit
+
+    t = float(stdtrit(nights - 1, (1 + level) / 2))
+    return float(ndtr(-np.sqrt(nights / (nights - 1)) * t))
 
 
 def percentile_interval(statistics: Seconds, nights: int) -> tuple[float, float]:
