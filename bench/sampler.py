@@ -15,7 +15,11 @@ from typing import Any
 from bench.procs import REPO
 
 
-def _where(code: Any, line: int) -> str:
+def _where(code: Any, line: int | None) -> str:
+    """`file:line`, or `file:first-line function` for line -1; a frame between two
+    instructions has no line (None in Python 3.11): its function then."""
+    if line is None:
+        line = -1
     name = code.co_filename
     root = str(REPO) + "/"
     if name.startswith(root):

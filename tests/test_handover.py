@@ -56,6 +56,59 @@ def test_rows_exist_only_once_their_events_are_committed(
         )
 
 
+def test_a_stored_event_again_after_its_key_is_gone_is_neither_stored_nor_handed_over_twice(
+    tmp_path: Path, test_index: SiteIndex
+) -> None:
+    """A replay older than the dedupe keys' retention reaches the store with a new key: the
+    flush finds its id in the file and hands nothing over; two events of one id in one batch
+    are stored and handed over once (the first)."""
+    db = tmp_path / "carehub.db"
+    store = SqliteEventStore(db, handover=True)
+    first, second, third = events(test_index)[:3]
+    store.add_event(first, "s:1", "d1")
+    store.flush()
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM dedupe")
+    assert store.lookup(first.device_id, "s:1") is None
+    store.add_event(first, "s:1", "d1")  # the replay
+    store.add_event(second, "s:2", "d2")
+    store.add_event(third, "s:3", "d3")
+    store.add_event(third, "s:3b", "d3")  # the same id under another key
+    store.flush()
+    assert [e for _, e in rows(db)] == [first.event_id, second.event_id, third.event_id]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 3
+        keys = {r[0] for r in conn.execute("SELECT key FROM dedupe")}
+    assert keys == {"s:1", "s:2", "s:3", "s:3b"}
+    store.close()
+
+
+def test_a_batch_waiting_for_its_flush_holds_no_write_lock(
+    tmp_path: Path, test_index: SiteIndex
+) -> None:
+    """Writes wait in memory until the flush: another writer of the file (the rules engine's
+    transaction) is not kept waiting by a batch the gateway is still building, and the keys
+    of that batch already count for deduplication."""
+    db = tmp_path / "carehub.db"
+    store = SqliteEventStore(db, handover=True)
+    first, second = events(test_index)[:2]
+    store.add_event(first, "s:1", "d1")
+    store.add_event(second, "s:2", "d2")
+    hit = store.lookup(first.device_id, "s:1")
+    assert hit is not None
+    assert (hit.event_id, hit.digest) == (first.event_id, "d1")
+    other = sqlite3.connect(db, timeout=0)  # no busy wait: a held lock fails at once
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("CREATE TABLE rules_side (x INTEGER)")
+        other.execute("COMMIT")
+    finally:
+        other.close()
+    store.flush()
+    assert [e for _, e in rows(db)] == [first.event_id, second.event_id]
+    store.close()
+
+
 def test_read_is_urgent_first_and_in_stored_order_within_a_priority(
     tmp_path: Path, test_index: SiteIndex
 ) -> None:

@@ -69,7 +69,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "resident": "Beboer",
         "night_window": "Natten",
         "bootstrap": "Bootstrap",
-        "bootstrap_text": "{resamples} gentagelser, frø {seed}, niveau {level}, udvidede percentiler",
+        "bootstrap_text": "{resamples} gentagelser, frø {seed}, niveau {level}, "
+        "udvidede percentiler",
         "supervision": "Sensor virker",
         "supervision_text": "fra en besked, indtil 3 hjerteslag-intervaller går uden en ny",
         "defaults_note": "Standardværdierne er pladsholdere, indtil plejehjemmet har målt sine "

@@ -97,7 +97,7 @@ def test_one_provisional_alarm_per_device_then_cleared(
     ingestor.close()
 
 
-def test_a_store_failure_during_ingest_is_raised_not_dead_lettered(
+def test_a_store_failure_is_raised_and_keeps_everything_pending_not_dead_lettered(
     tmp_path: Path, test_index: SiteIndex
 ) -> None:
     """Found by the board test: a fall whose insert failed (the file locked) was turned into
@@ -115,16 +115,25 @@ def test_a_store_failure_during_ingest_is_raised_not_dead_lettered(
     )
     conn.commit()
     conn.close()
-    with pytest.raises(sqlite3.Error):
-        ingestor.ingest(item.topic, item.payload, item.received_at)
-    store._write.execute("DROP TRIGGER no_room")  # its transaction is still open: retry in it
+    # writes wait for the flush, so the failure comes there: raised, everything kept pending
     result = ingestor.ingest(item.topic, item.payload, item.received_at)
-    ingestor.flush()
     assert result.accepted
+    with pytest.raises(sqlite3.Error):
+        ingestor.flush()
+    assert _count(tmp_path / "hub.db") == 0
+    with pytest.raises(sqlite3.Error):
+        ingestor.flush()  # still failing: still pending, not dropped after the first try
+    store._write.execute("DROP TRIGGER no_room")
+    ingestor.flush()  # the caller's retry (the subscriber acknowledged nothing meanwhile)
+    assert _count(tmp_path / "hub.db") == 1
+    again = ingestor.ingest(item.topic, item.payload, item.received_at)
+    assert again.duplicate
+    ingestor.flush()
     assert _count(tmp_path / "hub.db") == 1
     conn = sqlite3.connect(tmp_path / "hub.db")
     try:
         assert conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM dedupe").fetchone()[0] == 1
     finally:
         conn.close()
     ingestor.close()

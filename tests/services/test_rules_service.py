@@ -8,6 +8,7 @@ import json
 import os
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -180,6 +181,54 @@ def test_burst_of_100_falls_is_one_alarm_with_count_100(
         assert metrics["carehub_rules_events_total"] == 100
         assert metrics['carehub_alarms{state="raised"}'] == 1
         assert hub.service.connected
+    finally:
+        hub.close()
+
+
+@pytest.mark.broker
+def test_an_event_that_fails_costs_only_itself_and_its_batch_is_applied_once(
+    broker: LocalBroker,
+    probe: MqttProbe,
+    test_index: SiteIndex,
+    tmp_path: Path,
+    mqtt_protocol: Protocol,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch is applied under one savepoint; when one event fails after writing (a bug in
+    a rule), the batch is rolled back and applied again event by event: the bad event leaves
+    nothing behind, the others raise their alarms once, none twice."""
+    hub = Running(broker, test_index, tmp_path / "carehub.db", mqtt_protocol)
+    try:
+        probe.subscribe(hub.alarms_filter)
+        engine = hub.service.engine
+        apply = engine.apply
+        poison = hub.make("diaper-r001", "saturation", NIGHT + timedelta(seconds=1), level=95)
+
+        def failing_apply(event: Any) -> None:
+            apply(event)  # its diaper alarm is written...
+            if event.event_id == poison.event_id:
+                raise RuntimeError("a bug in a rule")  # ...and must be undone
+
+        monkeypatch.setattr(engine, "apply", failing_apply)
+        hand_over(
+            hub.db,
+            hub.make("fall-a1", "fall", NIGHT, confidence=0.93),
+            poison,
+            hub.make("fall-b1", "fall", NIGHT + timedelta(seconds=2), confidence=0.9),
+        )
+        probe.wait_for(hub.alarms_filter, count=2)
+        alarms = hub.api.list_alarms("all")
+        assert sorted((a["rule"], a["count"]) for a in alarms) == [("fall", 1), ("fall", 1)]
+        for alarm in alarms:
+            assert len(hub.store.occurrences(alarm["alarm_id"])) == 1
+        metrics = hub.service.metrics()
+        assert metrics["carehub_rules_batch_retries_total"] == 1
+        assert metrics["carehub_rules_events_total"] == 3
+        with sqlite3.connect(hub.db) as conn:
+            assert conn.execute("SELECT count(*) FROM handover").fetchone()[0] == 0
+            seen = {r[0] for r in conn.execute("SELECT event_id FROM alarm_seen_events")}
+        assert poison.event_id not in seen  # rolled back: a redelivery would be applied
+        assert len(seen) == 2
     finally:
         hub.close()
 

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from carehub.clock import FakeClock
-from carehub.site import SiteIndex
+from carehub.site import Priority, SiteIndex
 from services.alarms import lifecycle
-from services.alarms.store import AlarmStore, Change
+from services.alarms.model import Alarm
+from services.alarms.store import AlarmStore, Change, Timer
 from services.rules.engine import RulesEngine
-from tests.services.conftest import NIGHT, QUIET, MakeEvent, make_event_factory
+from tests.services.conftest import NIGHT, QUIET, SITE, MakeEvent, make_event_factory
 
 
 def changes_over(
@@ -368,3 +369,59 @@ def test_a_timer_of_unknown_kind_is_dropped_and_the_others_fire(
     alarm = missed[0].alarm
     assert (alarm["device_id"], alarm["room"], alarm["resident_id"]) == ("med-r001", "a-1", "r-001")
     assert alarm["trigger_event_id"] == due.event_id
+
+
+def test_what_the_store_keeps_in_memory_yields_to_another_connections_commit(
+    tmp_path: Any,
+) -> None:
+    """Inside a transaction the store answers "no timer due yet", "no open alarm" and a
+    channel's newest time from memory (services/alarms/store/). Another connection to the
+    file (the web app's store, a second process) may commit between two transactions: the
+    next one must see what it wrote, or a reminder it armed would wait for the next tick's
+    bound and an alarm it opened would be raised a second time."""
+    db = tmp_path / "alarms.db"
+    rules, other = AlarmStore(db), AlarmStore(db)
+    try:
+        far, soon = NIGHT + timedelta(hours=2), NIGHT + timedelta(minutes=1)
+        with rules.transaction():
+            rules.set_timer(Timer("silent:x", "silent", far, {"device_id": "x"}))
+            assert rules.due_timers(NIGHT) == []  # the earliest (2 h) is learnt here
+            assert rules.open_alarm(SITE, "fall", "resident:r-001") is None
+            rules.advance_channel("fall-a1", "seen", NIGHT)
+        with rules.transaction():
+            assert rules.due_timers(soon) == []  # from memory: nothing before 2 h
+        with other.transaction():
+            other.set_timer(Timer("remind:a", "remind", soon, {"alarm_id": "a"}))
+            other.insert_alarm(fall_alarm(), "resident:r-001")
+            other.advance_channel("fall-a1", "seen", soon)
+        with rules.transaction():
+            assert [t.timer_id for t in rules.due_timers(soon)] == ["remind:a"]
+            found = rules.open_alarm(SITE, "fall", "resident:r-001")
+            assert found is not None
+            assert found.alarm_id == "a"
+            assert rules.channel_ts("fall-a1", "seen") == soon
+        # and our own writes inside one transaction lower the bound at once
+        with rules.transaction():
+            rules.delete_timer("remind:a")
+            assert rules.due_timers(soon) == []
+            rules.set_timer(Timer("dose:y", "dose", NIGHT, {"device_id": "y"}))
+            assert [t.timer_id for t in rules.due_timers(soon)] == ["dose:y"]
+    finally:
+        rules.close()
+        other.close()
+
+
+def fall_alarm() -> Alarm:
+    return Alarm(
+        alarm_id="a",
+        site=SITE,
+        rule="fall",
+        kind="fall",
+        priority=Priority.HIGH,
+        resident_id="r-001",
+        room="a-1",
+        device_id="fall-a1",
+        raised_at=NIGHT,
+        last_seen_at=NIGHT,
+        trigger_event_id="e",
+    )

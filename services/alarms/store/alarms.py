@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from carehub.timefmt import from_us, rfc3339, to_us
 from services.alarms.model import Alarm, as_history
-from services.alarms.store.db import Repository
+from services.alarms.store.db import Repository, StoreDb
 
 ChangeType = Literal["new", "update", "end"]
 ChangeReason = Literal[
@@ -104,7 +104,27 @@ class Change:
 
 
 class AlarmRepository(Repository):
-    """The `alarms`, `alarm_events`, `alarm_changes` and `alarm_cursors` tables."""
+    """The `alarms`, `alarm_events`, `alarm_changes` and `alarm_cursors` tables.
+
+    Nearly every heartbeat asks whether its device has an open `sensor_silent` (and battery)
+    alarm to resolve, and nearly always none is open. Inside a transaction that answer is
+    kept per (site, rule, subject) until this repository writes an alarm, a rollback undoes
+    a write or another connection commits (`StoreDb.generation`).
+    """
+
+    def __init__(self, db: StoreDb) -> None:
+        super().__init__(db)
+        self._none_open: set[tuple[str, str, str]] = set()
+        self._none_open_at: tuple[int, int] | None = None
+
+    def _none_open_cache(self) -> set[tuple[str, str, str]] | None:
+        generation = self._db.generation
+        if generation is None:
+            return None
+        if generation != self._none_open_at:
+            self._none_open.clear()
+            self._none_open_at = generation
+        return self._none_open
 
     # --- alarms ---------------------------------------------------------------------------
 
@@ -143,14 +163,21 @@ class AlarmRepository(Repository):
 
     def open_alarm(self, site: str, rule: str, subject: str) -> Alarm | None:
         """The one active alarm of a (rule, resident-or-device), if any."""
+        cache = self._none_open_cache()
+        key = (site, rule, subject)
+        if cache is not None and key in cache:
+            return None
         rows = self._db.rows(
             f"SELECT body FROM alarms WHERE site = ? AND rule = ? AND subject = ? AND {ACTIVE_SQL}",
-            (site, rule, subject),
+            key,
         )
+        if not rows and cache is not None:
+            cache.add(key)
         return self._alarm(rows[0][0]) if rows else None
 
     def insert_alarm(self, alarm: Alarm, subject: str) -> None:
         """Store a new alarm (the unique index refuses a second active one per subject)."""
+        self._none_open.clear()
         self._db.write(
             "INSERT INTO alarms (alarm_id, site, rule, subject, state, raised_us, updated_us,"
             " body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -168,6 +195,7 @@ class AlarmRepository(Repository):
 
     def save_alarm(self, alarm: Alarm, at: datetime) -> None:
         """Write an alarm's new state over its row."""
+        self._none_open.clear()
         changed = self._db.write(
             "UPDATE alarms SET state = ?, updated_us = ?, body = ? WHERE alarm_id = ?",
             (alarm.state.value, to_us(at), alarm.model_dump_json(), alarm.alarm_id),
@@ -185,6 +213,7 @@ class AlarmRepository(Repository):
         open. Its subject is its own (`import:{alarm_id}`), never a live alarm's.
         """
         alarm = as_history(alarm)
+        self._none_open.clear()
         ended = alarm.resolved_at or max(
             t for t in (alarm.raised_at, alarm.acknowledged_at, alarm.escalated_at) if t
         )

@@ -24,34 +24,40 @@ CREATE TABLE IF NOT EXISTS alarm_sensor_state (
 class ChannelRepository(Repository):
     """The `alarm_sensor_state` table, read through a cache.
 
-    Every event reads and advances two or three channels; only the rules engine writes them,
-    so the values it read or wrote stay true until a rollback undoes a write (then the cache
-    is dropped). That saves two SELECTs of the eleven statements a heartbeat cost.
+    Every event reads and advances two or three channels. Inside a transaction the values
+    read or written stay true until a rollback undoes a write or another connection commits
+    (`StoreDb.generation`); then the cache is dropped. That saves two SELECTs of the eleven
+    statements a heartbeat cost.
     """
 
     def __init__(self, db: StoreDb) -> None:
         super().__init__(db)
         self._channels: dict[tuple[str, str], int | None] = {}
-        self._channels_at = db.rollbacks
+        self._channels_at: tuple[int, int] | None = None
 
-    def _channel_cache(self) -> dict[tuple[str, str], int | None]:
-        if self._db.rollbacks != self._channels_at:
+    def _channel_cache(self) -> dict[tuple[str, str], int | None] | None:
+        generation = self._db.generation
+        if generation is None:
+            return None
+        if generation != self._channels_at:
             self._channels.clear()
-            self._channels_at = self._db.rollbacks
+            self._channels_at = generation
         return self._channels
 
     def channel_ts(self, device_id: str, channel: str) -> datetime | None:
         """Event time of the newest state a device reported on a channel (e.g. saturation)."""
         cache = self._channel_cache()
         key = (device_id, channel)
-        if key in cache:
+        if cache is not None and key in cache:
             us = cache[key]
         else:
             rows = self._db.rows(
                 "SELECT ts_us FROM alarm_sensor_state WHERE device_id = ? AND channel = ?",
                 key,
             )
-            us = cache[key] = rows[0][0] if rows else None
+            us = rows[0][0] if rows else None
+            if cache is not None:
+                cache[key] = us
         return from_us(us) if us is not None else None
 
     def advance_channel(self, device_id: str, channel: str, ts: datetime) -> None:
@@ -64,6 +70,6 @@ class ChannelRepository(Repository):
         )
         cache = self._channel_cache()
         key = (device_id, channel)
-        if key in cache:
+        if cache is not None and key in cache:
             known = cache[key]
             cache[key] = us if known is None else max(known, us)

@@ -36,8 +36,11 @@ class StoreDb:
         self._depth = 0
         self._savepoints = 0
         self.rollbacks = 0
-        """Rollbacks so far (a transaction's or a savepoint's): a repository that caches
-        what it wrote drops its cache when this moves."""
+        """Rollbacks so far (a transaction's or a savepoint's)."""
+        self.foreign_commits = 0
+        """Transactions that began after another connection (the web app, a second process)
+        had committed to the file since our previous one."""
+        self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
 
     def close(self) -> None:
         """Close the connection (an open transaction is rolled back by SQLite)."""
@@ -56,6 +59,12 @@ class StoreDb:
                     self._depth -= 1
                 return
             self._conn.execute("BEGIN IMMEDIATE")
+            # holding the write lock now: nobody else commits until we are done, so what a
+            # repository cached stays true for this whole transaction if it was true at BEGIN
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._data_version = version
+                self.foreign_commits += 1
             self._depth = 1
             try:
                 yield
@@ -90,6 +99,15 @@ class StoreDb:
                     self._conn.execute(f"RELEASE {name}")
             finally:
                 self._savepoints -= 1
+
+    @property
+    def generation(self) -> tuple[int, int] | None:
+        """What a repository may cache what it read or wrote under: it changes when a rollback
+        undoes writes or another connection committed. None outside a transaction (another
+        connection may commit at any moment): read the file then."""
+        if not self._depth:
+            return None
+        return (self.rollbacks, self.foreign_commits)
 
     def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Every row a query answers."""
