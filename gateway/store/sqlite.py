@@ -26,7 +26,7 @@ from carehub.events import CanonicalEvent, EventType
 from carehub.private import private_db
 from carehub.site import DeviceKind
 from carehub.timefmt import from_us, to_us
-from carehub.walmode import enable_wal
+from carehub.walmode import begin_immediate, enable_wal
 from gateway.store.base import (
     DeadLetter,
     DedupeHit,
@@ -332,7 +332,7 @@ class SqliteEventStore:
             self._pending = 0
             return
         conn = self._write
-        conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(conn)
         try:
             ids = list(self._events)
             old = self._stored_already(ids)
@@ -427,7 +427,7 @@ class SqliteEventStore:
             if not keys:
                 return total
             with self._lock:
-                self._write.execute("BEGIN IMMEDIATE")
+                begin_immediate(self._write)
                 try:
                     self._write.executemany(delete, keys)
                 except BaseException:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from carehub.private import private_db
-from carehub.walmode import enable_wal
+from carehub.walmode import begin_immediate, enable_wal
 
 
 class StoreDb:
@@ -58,7 +58,7 @@ class StoreDb:
                 finally:
                     self._depth -= 1
                 return
-            self._conn.execute("BEGIN IMMEDIATE")
+            begin_immediate(self._conn)
             # holding the write lock now: nobody else commits until we are done, so what a
             # repository cached stays true for this whole transaction if it was true at BEGIN
             version = self._conn.execute("PRAGMA data_version").fetchone()[0]
