@@ -252,3 +252,38 @@ def test_hard_charts_keep_their_labels_apart(browser: Browser, width: int) -> No
         page.screenshot(path=str(ARTIFACTS / f"charts-stress-{width}.png"), full_page=True)
     finally:
         context.close()
+
+
+HEADER_AND_WIDTH = """
+() => {
+  const boxes = [...document.querySelectorAll('header.top a, header.top button')].map(e => {
+    const r = e.getBoundingClientRect();
+    return {text: e.textContent.trim(), left: r.left, right: r.right, top: r.top, bottom: r.bottom};
+  });
+  const wide = [...document.querySelectorAll('main *')]
+    .filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5)
+    .map(e => e.tagName + '.' + e.className).slice(0, 5);
+  return {boxes, page: document.documentElement.scrollWidth,
+          screen: document.documentElement.clientWidth, wide};
+}
+"""
+
+
+@pytest.mark.parametrize("lang", ["da", "en"])
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_reports_page_fits_the_screen_and_its_header_links_stay_apart(
+    manager: Page, history_server: ServerThread, width: int, lang: str
+) -> None:
+    """A manager on a phone: the page is no wider than the screen (wide tables scroll in
+    their own box) and no header link or button lies over another."""
+    manager.set_viewport_size({"width": width, "height": 900})
+    manager.goto(f"{history_server.url}/reports?from={HISTORY_FIRST}&to={HISTORY_LAST}&lang={lang}")
+    got = manager.evaluate(HEADER_AND_WIDTH)
+    assert got["page"] <= got["screen"], got["wide"]
+    boxes = got["boxes"]
+    assert len(boxes) >= 7  # brand, five links, language, log out
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            dx = min(a["right"], b["right"]) - max(a["left"], b["left"])
+            dy = min(a["bottom"], b["bottom"]) - max(a["top"], b["top"])
+            assert not (dx > TOLERANCE and dy > TOLERANCE), (a["text"], b["text"])
