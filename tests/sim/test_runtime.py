@@ -257,7 +257,9 @@ def test_a_silent_device_leaves_its_will_and_flaky_ones_come_back(
     wills = [m for m in probe.messages if offline(m)]
     assert len(wills) > len(dead)  # each flaky drop, too, made the broker say offline
     reconnects = [m for m in probe.messages if online(m)]
-    assert len(reconnects) > len(sim.devices)  # announced again after each reconnect
+    # every living device announced itself, and again after a reconnect; a dead one may
+    # have died before its first connection (a slow machine) and never said online
+    assert len(reconnects) > len(living)
 
 
 @pytest.fixture
