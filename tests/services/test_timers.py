@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -425,3 +426,22 @@ def fall_alarm() -> Alarm:
         last_seen_at=NIGHT,
         trigger_event_id="e",
     )
+
+
+def test_only_the_transactions_own_thread_reads_from_memory(tmp_path: Any) -> None:
+    """The web app shares the store object with the rules engine in one process: a thread
+    outside the open transaction must read the file, not what that transaction remembered
+    (possibly uncommitted)."""
+    store = AlarmStore(tmp_path / "alarms.db")
+    seen: list[object] = []
+    try:
+        assert store._db.generation is None
+        with store.transaction():
+            assert store._db.generation is not None
+            other = threading.Thread(target=lambda: seen.append(store._db.generation))
+            other.start()
+            other.join()
+        assert seen == [None]
+        assert store._db.generation is None
+    finally:
+        store.close()

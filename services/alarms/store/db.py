@@ -41,6 +41,8 @@ class StoreDb:
         """Transactions that began after another connection (the web app, a second process)
         had committed to the file since our previous one."""
         self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        self._owner: int | None = None
+        """The thread of the open transaction."""
 
     def close(self) -> None:
         """Close the connection (an open transaction is rolled back by SQLite)."""
@@ -66,6 +68,7 @@ class StoreDb:
                 self._data_version = version
                 self.foreign_commits += 1
             self._depth = 1
+            self._owner = threading.get_ident()
             try:
                 yield
             except BaseException:
@@ -76,6 +79,7 @@ class StoreDb:
                 self._conn.execute("COMMIT")
             finally:
                 self._depth = 0
+                self._owner = None
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -104,8 +108,9 @@ class StoreDb:
     def generation(self) -> tuple[int, int] | None:
         """What a repository may cache what it read or wrote under: it changes when a rollback
         undoes writes or another connection committed. None outside a transaction (another
-        connection may commit at any moment): read the file then."""
-        if not self._depth:
+        connection may commit at any moment), and for any thread but the transaction's:
+        read the file then."""
+        if not self._depth or self._owner != threading.get_ident():
             return None
         return (self.rollbacks, self.foreign_commits)
 
