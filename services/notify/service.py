@@ -193,7 +193,11 @@ class Notifier:
         if self._thread is not None:
             self._thread.join(timeout)
         for worker in self._workers.values():
-            worker.queue.put(None)
+            # a worker waiting on an empty queue needs the sentinel; a full queue means it
+            # is busy and sees `stopping` at its next item (a blocking put hung the demo's
+            # stop forever with a thousand sends queued)
+            with contextlib.suppress(queue.Full):
+                worker.queue.put_nowait(None)
         for worker in self._workers.values():
             if worker.thread.is_alive():
                 worker.thread.join(timeout)

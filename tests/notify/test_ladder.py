@@ -5,6 +5,7 @@ stopping it everywhere with a short "taken by" to the phones that were told
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
@@ -145,6 +146,30 @@ def test_a_medium_alarm_in_ward_b_goes_to_ward_b_first(
     assert m["priority"] == 4
     assert "r-003" not in str(m)  # no resident on a phone
     assert "Test Person" not in str(m)
+
+
+def test_stopping_with_a_full_worker_queue_returns(
+    site: Any, db: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo at 300x hung in `stop` for ever: its worker had already left (stopping, it
+    takes no further send), the ladder's last tick had filled the queue again, and a blocking
+    put of the stop sentinel waited for a consumer that was gone."""
+    from services.notify import service
+    from tests.notify.conftest import make_notifier
+
+    monkeypatch.setattr(service, "QUEUE_SIZE", 1)
+    notifier = make_notifier(site, db, clock).start()
+    worker = next(iter(notifier._workers.values()))
+    notifier._stopping.set()
+    worker.queue.put(service._Check())  # taken, and the worker leaves: it is stopping
+    worker.thread.join(5)
+    assert not worker.thread.is_alive()
+    worker.queue.put_nowait(service._Check())  # a tick that was under way queues once more
+    assert worker.queue.full()
+    stopping = threading.Thread(target=notifier.stop, kwargs={"timeout": 2.0}, daemon=True)
+    stopping.start()
+    stopping.join(15)
+    assert not stopping.is_alive()
 
 
 def test_stopping_with_sends_queued_leaves_them_in_the_outbox(
