@@ -69,16 +69,34 @@ class ProvisionalAlarms:
         """device id → its provisional alarm, while announced."""
         self._store_alarm: dict[str, Any] | None = None
         self._lock = threading.Lock()
+        self._settles = 0
         self.monitored: Callable[[str], bool] | None = None
         """The rules engine's monitoring switch (`services.rules.monitoring`), when the
         hub sets it: a resident whose monitoring an admin switched off gets no provisional
         alarm either."""
 
-    def announce(self, waiting: list[Delivery], publish: Publish) -> int:
+    @property
+    def settled(self) -> int:
+        """How many times `settle` ran: taken before a look at what waits, and handed to
+        `announce`, it tells whether a commit settled that list meanwhile."""
+        with self._lock:
+            return self._settles
+
+    def announce(
+        self, waiting: list[Delivery], publish: Publish, settled: int | None = None
+    ) -> int:
         """Preview the deliveries not seen yet; publish a provisional alarm for each fall the
-        fall rule would alarm on. Answers how many alarms were published."""
+        fall rule would alarm on. Answers how many alarms were published.
+
+        `settled`: the value of `settled` from before `waiting` was read. If a commit has
+        settled since, `waiting` may hold deliveries stored a moment ago: announcing them
+        would leave a provisional alarm that no later commit clears (seen in CI: the stored
+        fall replaced on the board by its provisional copy). Nothing is announced then; the
+        next look sees what still waits."""
         count = 0
         with self._lock:
+            if settled is not None and settled != self._settles:
+                return 0
             for item in waiting:
                 if item.serial in self._seen:
                     continue
@@ -144,6 +162,7 @@ class ProvisionalAlarms:
         more (its messages are stored, and the real alarm follows from the rules engine).
         Answers how many were cleared."""
         with self._lock:
+            self._settles += 1
             alive = {item.serial for item in still_waiting}
             self._seen &= alive
             waiting_devices = {

@@ -165,9 +165,10 @@ class GatewayService:
                     continue
             try:
                 self.provisional.store_state(self.storage_state(), self.clock.now(), self._publish)
+                settled = self.provisional.settled
                 waiting = self.subscriber.unsettled(self.config.emergency_after_s)
                 if waiting:
-                    n = self.provisional.announce(waiting, self._publish)
+                    n = self.provisional.announce(waiting, self._publish, settled)
                     self.counters.inc("carehub_gateway_provisional_alarms_total", n)
                 if self.handover_watch is not None and time.monotonic() >= (
                     self._next_handover_check

@@ -97,6 +97,30 @@ def test_one_provisional_alarm_per_device_then_cleared(
     ingestor.close()
 
 
+def test_a_list_of_waiting_messages_a_commit_settled_meanwhile_is_not_announced(
+    tmp_path: Path, test_index: SiteIndex
+) -> None:
+    """The watchdog reads what waits, the commit thread stores it and settles, then the
+    watchdog announces from its old list: the fall's provisional alarm came back after its
+    stored alarm, and no later commit cleared it (a CI run under load)."""
+    ingestor = Ingestor(test_index, SqliteEventStore(tmp_path / "hub.db"))
+    alarms = ProvisionalAlarms(ingestor, test_index)
+    sent, publish = _recorder()
+    fall = _fall("fall-a1", 1)
+    before = alarms.settled
+    assert alarms.announce([fall], publish, before) == 1  # the store hangs: announced
+    looked = alarms.settled
+    waiting = [fall]  # the watchdog's copy, taken just before the commit went through
+    assert alarms.settle([], publish) == 1  # stored: cleared
+    assert alarms.announce(waiting, publish, looked) == 0  # stale: not announced again
+    assert alarms.open == 0
+    assert sent[-1] == ("carehub/testhjem/provisional/fall/fall-a1", b"", True)
+    # a fresh look at what still waits announces as before
+    again = _fall("fall-a1", 2, at=AT + timedelta(seconds=5))
+    assert alarms.announce([again], publish, alarms.settled) == 1
+    ingestor.close()
+
+
 def test_a_store_failure_is_raised_and_keeps_everything_pending_not_dead_lettered(
     tmp_path: Path, test_index: SiteIndex
 ) -> None:
