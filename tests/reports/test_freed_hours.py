@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from carehub.site import SiteIndex
+from carehub.site.loader import parse_site
 from services.reports.freed_hours import (
     AlarmRecord,
     FreedHoursInput,
@@ -253,3 +254,59 @@ def test_intersection_of_two_devices() -> None:
     a = (np.array([0.0, 100.0]), np.array([50.0, 200.0]))
     b = (np.array([25.0]), np.array([150.0]))
     assert all_covered_seconds([a, b], 0, 300) == pytest.approx(25 + 50)
+
+
+# --- the method's edges (mutation testing, docs/testing.md) ---------------------------------
+
+EDGE_SITE = """
+site: edge
+name: Edge
+timezone: Europe/Copenhagen
+locale: en
+night: {start: "22:00", end: "07:00"}
+benefit: {changes_per_night: 2, medication_rounds_per_night: 2, retained_checks_per_night: 1}
+wards:
+  - {id: a, name: Ward A, rooms: [a-1, a-2, a-3]}
+  - {id: c, name: Ward C, rooms: [c-1]}
+residents:
+  - {id: r-1, room: a-1}
+  - {id: r-2, room: a-2}
+  - {id: r-3, room: a-3}
+devices:
+  - {id: d-1, kind: diaper, model: carehub-v1, resident: r-1, until: "2026-11-22T22:00:00"}
+  - {id: d-2, kind: diaper, model: carehub-v1, resident: r-2, from: "2026-11-23T07:00:00"}
+  - {id: m-2, kind: medication, model: carehub-v1, resident: r-2, from: "2026-11-23T07:00:00"}
+"""
+"""r-1's diaper sensor is unbound as night 22 Nov begins, r-2's sensors are bound as it ends,
+r-3 has none; ward c has no resident. Two changes and two rounds a night, one check kept."""
+
+
+@pytest.fixture
+def edge_index() -> SiteIndex:
+    return SiteIndex(parse_site(EDGE_SITE))
+
+
+def beating(index: SiteIndex, night: date) -> np.ndarray:
+    """A message a minute through the whole night and a little beyond."""
+    lo, hi = index.night_bounds(night)
+    return np.arange(lo.timestamp() - 120, hi.timestamp() + 120, 60.0)
+
+
+def test_a_ward_without_resident_nights_has_no_mean(edge_index: SiteIndex) -> None:
+    """docs/freed-hours.md: a ward with no resident-nights has no mean and no interval (null),
+    never a made-up zero; the home's figure is unchanged by it."""
+    first = NIGHT - timedelta(days=1)
+    data = FreedHoursInput({"d-1": beating(edge_index, first)}, [])
+    report = freed_hours_report(edge_index, first, first, data)
+    ward_c = report["by_ward"]["c"]
+    assert ward_c["resident_nights"] == 0
+    assert np.isnan(ward_c["freed_hours_per_night"]["mean"])
+    assert all(np.isnan(ward_c["freed_hours_per_night"]["ci95"]))
+    assert np.isnan(ward_c["annual_hours"])
+    assert np.isnan(ward_c["coverage_mean"])
+    freed_h = (28 - 4) / 60  # r-1, κ = 1, no alarm
+    assert report["by_ward"]["a"]["freed_hours_per_night"]["mean"] == pytest.approx(freed_h)
+    assert report["freed_hours_per_night"] == {
+        "mean": pytest.approx(freed_h),
+        "ci95": pytest.approx([freed_h, freed_h]),
+    }
