@@ -590,6 +590,9 @@ def test_coverage_counts_only_inside_the_window_and_every_set() -> None:
     assert all_covered_seconds([(np.empty(0), np.empty(0))], 0, 100) == 0.0
     starts, ends = online_intervals(np.empty(0), 180)  # a device that never sent
     assert (starts.size, ends.size) == (0, 0)
+    # a message exactly when the last one's supervision ends continues the same interval
+    starts, ends = online_intervals(np.array([0.0, 180.0]), 180)
+    assert (starts.tolist(), ends.tolist()) == ([0.0], [360.0])
 
 
 @pytest.mark.parametrize("nights", [2, 3, 5, 14, 56, 365])
