@@ -413,9 +413,13 @@ def _summary(rows: list[ResidentNight], nights: list[date], hours_per_fte: float
     per_night = np.array(
         [sum(r.freed_min for r in grouped.get(n, ())) / 60 for n in nights], dtype=np.float64
     )
-    # no measured night: no mean (null in the JSON), never a made-up zero
-    mean = float(per_night.mean()) if per_night.size else float("nan")
-    lo, hi = bootstrap_ci(per_night)
+    # no measured night, or no resident-night on them (a ward without a served resident): no
+    # mean and no interval (null in the JSON), never a made-up zero (docs/freed-hours.md)
+    if rows:  # rows are of the counted nights, so there is at least one
+        mean = float(per_night.mean())
+        lo, hi = bootstrap_ci(per_night)
+    else:
+        mean, lo, hi = float("nan"), float("nan"), float("nan")
     return {
         "nights": len(nights),
         "resident_nights": len(rows),

@@ -6,6 +6,8 @@ stopping it everywhere with a short "taken by" to the phones that were told
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -13,9 +15,11 @@ import pytest
 
 from carehub.clock import FakeClock
 from services.alarms.service import AlarmService
+from services.notify.channel import Notice, Step, Urgency
+from services.notify.ladder import Ladder, Send
 from services.notify.service import Notifier
 from services.rules.engine import RulesEngine
-from tests.notify.conftest import PUBLIC, TOKEN
+from tests.notify.conftest import PUBLIC, TOKEN, notify_site
 from tests.services.conftest import NIGHT, MakeEvent
 from tests.support.ntfy_server import NtfyStandIn
 
@@ -201,3 +205,148 @@ def test_stopping_with_sends_queued_leaves_them_in_the_outbox(
     finally:
         second.stop()
     assert len(ntfy.messages()) > sent_before  # the rest went out after the restart
+
+
+# --- the ladder's decisions and texts on their own (mutation testing, docs/testing.md) -------
+
+
+@dataclass(frozen=True)
+class Browser:
+    """A phone that comes and goes (a Web Push subscription), as the ladder sees it."""
+
+    id: str
+    name: str
+    wards: tuple[str, ...]
+
+
+def ladder(locale: str = "en", browsers: Sequence[Browser] | None = None) -> Ladder:
+    """The test site's ladder: phone-a (ward a), phone-b (ward b), leader (both wards, the
+    fallback phone at 5 min); no channel is started."""
+    site = notify_site("http://127.0.0.1:9").model_copy(update={"locale": locale})
+    return Ladder(site, None if browsers is None else (lambda: browsers))
+
+
+def alarm(**fields: Any) -> dict[str, Any]:
+    base = {
+        "alarm_id": "a1",
+        "rule": "fall",
+        "room": "a-1",
+        "device_id": "fall-a1",
+        "priority": "high",
+        "state": "raised",
+    }
+    return {**base, **fields}
+
+
+def change(kind: str, reason: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "reason": reason, "alarm": alarm(**fields)}
+
+
+def sends(plan: list[Send]) -> list[tuple[str, Step]]:
+    return [(s.phone_id, s.step) for s in plan]
+
+
+def test_who_is_told_at_each_change() -> None:
+    """Raised: the ward's phones (every phone, as `technical`, for a notification alarm with
+    no room); a reminder: the phones told so far, else the ward's; escalated: every phone;
+    the acknowledgement, or an end without one: `taken` to the phones told; nothing else."""
+    ld, told = ladder(), ["phone-a", "leader"]
+    assert sends(ld.plan(change("new", "raised"), [])) == [
+        ("phone-a", Step.FIRST),
+        ("leader", Step.FIRST),
+    ]
+    hub = change("new", "raised", rule="notify_failing", room=None, device_id=None)
+    assert sends(ld.plan(hub, [])) == [
+        ("phone-a", Step.TECHNICAL),
+        ("phone-b", Step.TECHNICAL),
+        ("leader", Step.TECHNICAL),
+    ]
+    assert sends(ld.plan(change("update", "reminder", room="b-1"), [])) == [
+        ("phone-b", Step.REMINDER),
+        ("leader", Step.REMINDER),
+    ]
+    assert sends(ld.plan(change("update", "reminder"), ["leader"])) == [("leader", Step.REMINDER)]
+    reminded_late = change("update", "reminder", state="acknowledged")
+    assert ld.plan(reminded_late, told) == []
+    assert [p for p, _ in sends(ld.plan(change("update", "escalated"), told))] == [
+        "phone-a",
+        "phone-b",
+        "leader",
+    ]
+    acknowledged = {"state": "acknowledged", "acknowledged_at": "2026-11-22T23:01:00Z"}
+    assert sends(ld.plan(change("update", "acknowledged", **acknowledged), told)) == [
+        ("phone-a", Step.TAKEN),
+        ("leader", Step.TAKEN),
+    ]
+    closed_unacknowledged = change("end", "resolved", state="resolved")
+    assert sends(ld.plan(closed_unacknowledged, told)) == [
+        ("phone-a", Step.TAKEN),
+        ("leader", Step.TAKEN),
+    ]
+    assert ld.plan(change("end", "resolved", **{**acknowledged, "state": "resolved"}), told) == []
+    assert ld.plan(change("update", "repeat"), told) == []
+
+
+def test_the_fallback_goes_to_the_fallback_phones_while_nobody_has_taken_it() -> None:
+    ld = ladder()
+    for state in ("raised", "escalated"):
+        assert sends(ld.fallback(alarm(state=state), ["phone-a"])) == [("leader", Step.FALLBACK)]
+    assert ld.fallback(alarm(state="acknowledged"), ["phone-a"]) == []
+
+
+def test_subscribed_browsers_are_phones_of_their_wards_but_never_the_fallback() -> None:
+    """A browser with a static phone's id does not replace it."""
+    anna = Browser("push-anna", "Anna's phone", ("b",))
+    ld = ladder(browsers=[anna, Browser("phone-a", "Impostor", ("b",))])
+    assert list(ld.phones) == ["phone-a", "phone-b", "leader", "push-anna"]
+    assert ld.phones["phone-a"].name == "Phone A"
+    assert ld.ward_phones(alarm(room="b-1")) == ["phone-b", "leader", "push-anna"]
+    assert ld.all_phones() == ["phone-a", "phone-b", "leader", "push-anna"]
+    assert ld.fallback_phones() == ["leader"]
+
+
+def test_a_title_names_the_rule_and_the_room_or_device_never_the_resident() -> None:
+    en, da = ladder(), ladder("da")
+    assert en.title(alarm()) == "Fall – room a-1"
+    assert da.title(alarm()) == "Fald – stue a-1"
+    assert en.title(alarm(rule="mystery")) == "mystery – room a-1"
+    assert en.title(alarm(rule="sensor_silent", room=None)) == "Sensor silent – fall-a1"
+    assert en.title(alarm(rule="self_test", room=None, device_id=None)) == "Self-test"
+    assert da.ack_label() == "Jeg tager den"
+    assert en.ack_label() == "I'm on it"
+
+
+def test_each_rung_reads_as_documented() -> None:
+    """Priority and ward first; then what the rung adds. `taken` is low, carries no
+    acknowledge link and says who took it, or who (the sensor) closed it."""
+    ld = ladder()
+
+    def notice(step: Step, **fields: Any) -> Notice:
+        return ld.notice(Send("a1", "phone-a", step, alarm(**fields)), click_url="C", ack_url="K")
+
+    assert notice(Step.FIRST) == Notice(
+        alarm_id="a1",
+        step=Step.FIRST,
+        urgency=Urgency.HIGH,
+        title="Fall – room a-1",
+        body="High priority · Ward A",
+        click_url="C",
+        ack_url="K",
+        tags=("rotating_light",),
+    )
+    assert notice(Step.FIRST, priority="medium", room=None).body == "Medium priority"
+    assert notice(Step.REMINDER).body == "High priority · Ward A\nStill not taken"
+    assert notice(Step.ESCALATED).body == "High priority · Ward A\nEscalated: nobody has taken it"
+    assert notice(Step.FALLBACK).body == "High priority · Ward A\nNobody has taken it for 5 min"
+    assert notice(Step.TAKEN, acknowledged_by="Phone B", resolved_by="x") == Notice(
+        alarm_id="a1",
+        step=Step.TAKEN,
+        urgency=Urgency.LOW,
+        title="Taken: Fall – room a-1",
+        body="Taken by Phone B",
+        click_url="C",
+        tags=("white_check_mark",),
+    )
+    assert notice(Step.TAKEN, resolved_by="nurse.anna").body == "Closed by nurse.anna"
+    assert notice(Step.TAKEN, resolved_by="sensor").body == "Closed by the sensor"
+    assert notice(Step.TAKEN).body == "Closed by ?"

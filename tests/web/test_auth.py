@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
 from itsdangerous import TimestampSigner
+from starlette.requests import Request
 
+from carehub.clock import SystemClock
+from services.alarms.service import AlarmService
+from services.web.app import create_app
 from services.web.context import HubContext
-from services.web.security import SESSION_COOKIE, TOKEN_MAX_AGE_S, Signer
+from services.web.routes.auth import _client
+from services.web.security import SESSION_COOKIE, TOKEN_MAX_AGE_S, LoginAudit, Signer
 from tests.support.server import ServerThread
 from tests.web.conftest import PASSWORD, bearer
 
@@ -185,3 +191,82 @@ def test_each_session_gets_its_own_csrf_token_and_the_cookie_holds_it() -> None:
     _other_cookie, other = signer.new_session("sofie", 3)
     assert other.csrf != session.csrf
     assert len(session.csrf) >= 32
+
+
+# --- the login path's edges (mutation testing, docs/testing.md) ------------------------------
+
+
+def _token_from(address: str, base: str, username: str, password: str) -> httpx.Response:
+    """POST /api/token from another loopback address (127.0.0.x), as another client."""
+    transport = httpx.HTTPTransport(local_address=address)
+    with httpx.Client(transport=transport, timeout=10) as client:
+        return client.post(f"{base}/api/token", data={"username": username, "password": password})
+
+
+def test_login_names_and_passwords_up_to_their_limits_are_checked_not_refused(
+    server: ServerThread,
+) -> None:
+    """150 characters of name and 1,024 of password are still a login attempt (401); one more
+    is refused unhashed (422) and counted, whichever of the two is too long."""
+    url = f"{server.url}/api/token"
+    cases = [("n" * 150, "wrong", 401), ("n" * 151, "wrong", 422), ("sofie", "p" * 1024, 401),
+             ("sofie", "p" * 1025, 422), ("n" * 151, "p" * 1025, 422)]  # fmt: skip
+    for username, password, status in cases:
+        r = httpx.post(url, data={"username": username, "password": password})
+        assert r.status_code == status, (len(username), len(password))
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "carehub_login_refused_oversize_total 3" in metrics
+    assert "carehub_login_failures_total 2" in metrics
+
+
+def test_a_right_password_clears_the_failures_of_its_name_and_address(
+    server: ServerThread,
+) -> None:
+    """Two failures, a login, two more failures: still within the three free ones, so the
+    right password is let in at once; the counts are on /metrics."""
+    codes = [
+        _token_from("127.0.0.5", server.url, "mads", password).status_code
+        for password in ("wrong-1", "wrong-2", PASSWORD, "wrong-3", "wrong-4", PASSWORD)
+    ]
+    assert codes == [401, 401, 200, 401, 401, 200]
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "carehub_logins_total 2" in metrics
+    assert "carehub_login_failures_total 4" in metrics
+    assert "carehub_login_throttled_total 0" in metrics
+
+
+def test_each_failed_login_is_audited_with_how_many_in_a_row_within_the_rate(
+    web_ctx: HubContext, tmp_path: Path
+) -> None:
+    """The audit row says the address and the count in a row for the pair; past the rows a
+    minute allows (two here) a failure is only counted."""
+    alarms = AlarmService.open(tmp_path / "hub.db", SystemClock())
+    web_ctx.alarms = alarms
+    server = ServerThread(create_app(web_ctx)).start()
+    try:
+        server.app.state.login_audit = LoginAudit(per_minute=2)
+        for i in range(3):
+            r = _token_from("127.0.0.6", server.url, "ida", f"not-her-password-{i}")
+            assert r.status_code == 401
+        metrics = httpx.get(f"{server.url}/metrics").text
+        audit = alarms.audit_log()
+    finally:
+        server.stop()
+        alarms.close()
+    rows = [(e.actor, e.detail) for e in audit if e.action == "login_failed"]
+    assert rows == [
+        ("ida", {"address": "127.0.0.6", "in_a_row": 1}),
+        ("ida", {"address": "127.0.0.6", "in_a_row": 2}),
+    ]
+    assert "carehub_login_failures_unaudited_total 1" in metrics
+    assert "carehub_login_failures_total 3" in metrics
+
+
+@pytest.mark.parametrize(("client", "expected"), [(("10.0.0.7", 50123), "10.0.0.7"), (None, "?")])
+def test_the_client_address_of_a_request_with_or_without_one(
+    client: tuple[str, int] | None, expected: str
+) -> None:
+    """A request over a Unix socket has no client address: the throttle and the audit log key
+    it as "?" rather than failing the login."""
+    request = Request({"type": "http", "method": "POST", "headers": [], "client": client})
+    assert _client(request) == expected
