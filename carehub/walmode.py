@@ -15,21 +15,28 @@ import time
 WAIT_S = 30.0
 
 
-def enable_wal(conn: sqlite3.Connection, wait_s: float = WAIT_S) -> None:
-    """Put the file in WAL mode, retrying while another connection holds it briefly."""
+def _while_locked(
+    conn: sqlite3.Connection, sql: str, wait_s: float, pause: float, most: float, grow: float
+) -> None:
+    """Run `sql`, again and again while SQLite answers "locked" or "busy", for up to
+    `wait_s`, sleeping `pause` (growing by `grow` up to `most`) between tries."""
     deadline = time.monotonic() + wait_s
-    pause = 0.01
     while True:
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(sql)
         except sqlite3.OperationalError as err:
             text = str(err)
             if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
                 raise
             time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+            pause = min(pause * grow, most)
             continue
         return
+
+
+def enable_wal(conn: sqlite3.Connection, wait_s: float = WAIT_S) -> None:
+    """Put the file in WAL mode, retrying while another connection holds it briefly."""
+    _while_locked(conn, "PRAGMA journal_mode=WAL", wait_s, pause=0.01, most=0.5, grow=2)
 
 
 BUSY_TIMEOUT_MS = 30_000
@@ -47,18 +54,6 @@ def begin_immediate(conn: sqlite3.Connection, wait_s: float = WAIT_S) -> None:
     """
     conn.execute("PRAGMA busy_timeout=0")
     try:
-        deadline = time.monotonic() + wait_s
-        pause = 0.0002
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as err:
-                text = str(err)
-                if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
-                    raise
-                time.sleep(pause)
-                pause = min(pause * 1.5, 0.002)
-                continue
-            return
+        _while_locked(conn, "BEGIN IMMEDIATE", wait_s, pause=0.0002, most=0.002, grow=1.5)
     finally:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
