@@ -334,8 +334,9 @@ class SqliteEventStore:
         conn = self._write
         begin_immediate(conn)
         try:
-            ids = list(self._events)
-            old = self._stored_already(ids)
+            # only the hand-over needs to know which rows are new (INSERT OR IGNORE keeps the
+            # events table right by itself): imports and backfills skip the look-up
+            old = self._stored_already(list(self._events)) if self.handover else set()
             new = [row for event_id, row in self._events.items() if event_id not in old]
             conn.executemany(self._EVENT_INSERT, new)
             conn.executemany(self._DEDUPE_INSERT, self._dedupe.values())
