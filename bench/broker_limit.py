@@ -1,9 +1,10 @@
 """The ceiling: Mosquitto's rate for the device messages, QoS 1, fast publisher → bare subscriber.
 
 The publisher is `mosquitto_pub -l -q 1` reading prepared lines from a file (C, so it is never
-the bottleneck); the subscriber is paho-mqtt 2.x — the library the gateway uses — doing
-nothing but count. No consumer written in that library can be faster than this on this
-machine, so every throughput figure is also given as a ratio to it.
+the bottleneck); the subscriber is the gateway's own MQTT client (`carehub.mqtt.Client`:
+paho-mqtt 2.x reading in batches) doing nothing but count. No consumer built on that client
+can be faster than this on this machine, so every throughput figure is also given as a ratio
+to it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.messages import Stream, rfc3339, uplink_topic
 from bench.procs import BenchError, start_broker
+from carehub.mqtt import Client
 
 MAX_LINES = 60_000
 """`mosquitto_pub -l` at QoS 1 stops silently after 65,535 lines (its message ids wrap)."""
@@ -39,14 +41,14 @@ def find_mosquitto_pub() -> str:
 
 
 class CountingSubscriber:
-    """A paho 2.x subscriber (MQTT 5, QoS 1, TCP_NODELAY) that only counts and times."""
+    """The hub's client (MQTT 5, QoS 1, TCP_NODELAY) that only counts and times."""
 
     def __init__(self, host: str, port: int, topic: str) -> None:
         self.count = 0
         self.first = 0.0
         self.last = 0.0
         self._ready = threading.Event()
-        self.client = paho.Client(
+        self.client = Client(
             CallbackAPIVersion.VERSION2, client_id="bench-bare-sub", protocol=paho.MQTTv5
         )
         self.client.max_inflight_messages_set(1000)

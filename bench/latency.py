@@ -30,6 +30,7 @@ from bench.messages import fall_payload, uplink_topic
 from bench.procs import BenchError, HubProcess, LoadProcess, start_broker
 from bench.sites import SiteFile
 from bench.wire import RawPublisher
+from carehub.mqtt import Client
 from services.web.users import Role, UserStore
 
 USER = "bench-staff"
@@ -85,7 +86,7 @@ class AlarmSubscriber:
     def __init__(self, host: str, port: int, topic: str, arrivals: Arrivals) -> None:
         self.arrivals = arrivals
         ready = threading.Event()
-        self.client = paho.Client(
+        self.client = Client(
             CallbackAPIVersion.VERSION2, client_id="bench-alarms", protocol=paho.MQTTv5
         )
         self.client.on_message = self._on_message

@@ -1,7 +1,8 @@
 """paho-mqtt 2.x clients set up the way every CareHub process needs them.
 
 paho rather than aiomqtt: the gateway must acknowledge a message only after it is stored
-(`manual_ack`, which aiomqtt 2.x cannot do), and paho keeps up with ~95 % of Mosquitto's rate.
+(`manual_ack`, which aiomqtt 2.x cannot do). Its network loop is made to read in batches
+(`Client`, docs/performance.md "The MQTT client's reads").
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -63,6 +64,84 @@ def taken_over(reason: Any) -> bool:
     return getattr(reason, "value", None) == SESSION_TAKEN_OVER
 
 
+READ_CHUNK = 65_536
+"""Bytes asked of the socket per read: a few hundred device messages."""
+
+
+class Client(paho.Client):
+    """paho's client with a network loop that reads in batches.
+
+    paho 2.2 reads a packet with three or more `recv` calls (one byte of type, each byte of
+    length, then the body), handles one packet per `select`, and wakes its own loop through a
+    socket pair for every packet queued, even an acknowledgement queued by its own network
+    thread from inside `on_message`. That is about seven system calls per QoS 1 message and
+    held a bare subscriber to 12-15k msg/s on the 2-core bench machine; this one reads up to
+    `READ_CHUNK` bytes at a time, handles every packet already read before the next `select`,
+    and queues from the network thread without the wake-up (the loop writes what is queued
+    before its next `select` anyway). Measured in docs/performance.md.
+
+    It overrides three private methods of paho (`_sock_recv`, `_sock_close`, `_packet_queue`)
+    and `loop_read`; the lock file pins paho, and `tests/test_mqtt_client.py` fails if a new
+    paho changes what they look like.
+    """
+
+    _read_buffer: bytes = b""
+    _read_pos: int = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        """Serve paho's small reads from one big read; an empty read (closed) passes through."""
+        buf, pos = self._read_buffer, self._read_pos
+        if pos >= len(buf):
+            buf = super()._sock_recv(READ_CHUNK)  # BlockingIOError when nothing is there
+            if not buf:
+                return buf
+            self._read_buffer, pos = buf, 0
+        end = pos + bufsize
+        self._read_pos = end
+        return buf[pos:end]
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """Handle every packet already read: the socket will not wake `select` for them."""
+        rc = super().loop_read(max_packets)
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and self._read_pos < len(self._read_buffer)
+            and self._sock is not None
+        ):
+            rc = super().loop_read(1)
+        return rc
+
+    def _sock_close(self) -> None:
+        """Bytes read from a connection that is gone must never reach the next one."""
+        self._read_buffer, self._read_pos = b"", 0
+        super()._sock_close()
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: paho.MQTTMessageInfo | None = None,
+    ) -> MQTTErrorCode:
+        """From the network thread, queue without waking it: it is awake."""
+        if self._thread is None or threading.current_thread() is not self._thread:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append(
+            {
+                "command": command,
+                "mid": mid,
+                "qos": qos,
+                "pos": 0,
+                "to_process": len(packet),
+                "packet": packet,
+                "info": info,
+            }
+        )
+        self._call_socket_register_write()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
 def _nodelay(client: paho.Client) -> None:
     """Turn Nagle off on our end; without it each hop waits milliseconds for nothing."""
     sock = client.socket()
@@ -76,7 +155,7 @@ def _nodelay(client: paho.Client) -> None:
 def make_client(target: MqttTarget, options: ClientOptions) -> paho.Client:
     """A configured, not yet connected paho client."""
     v5 = options.protocol == "5"
-    client = paho.Client(
+    client = Client(
         CallbackAPIVersion.VERSION2,
         client_id=options.client_id,
         protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
