@@ -19,6 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -81,7 +82,7 @@ class _Collector:
 
     def _on_message(self, c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         with self.lock:
-            self.payloads.append(msg.payload)
+            self.payloads.append(bytes(msg.payload))
         c.ack(msg.mid, msg.qos)
 
     def count(self) -> int:
@@ -106,7 +107,7 @@ def test_a_burst_of_small_and_large_messages_arrives_whole_in_order_from_few_rea
     sock = sub.client.socket()
     assert isinstance(sock, socket.socket)
     counting = _CountingSocket(sock)
-    sub.client._sock = counting  # type: ignore[assignment]
+    sub.client._sock = counting
     big = os.urandom(3 * READ_CHUNK + 17)  # one message over several reads
     sent = [f"m{i:05d}".encode() for i in range(3000)]
     sent[1500] = big
@@ -132,14 +133,14 @@ def test_an_acknowledgement_from_on_message_leaves_without_other_traffic(
     got: list[bytes] = []
     subscribed = threading.Event()
     client = Client(
-        paho.CallbackAPIVersion.VERSION2,
+        CallbackAPIVersion.VERSION2,
         client_id=f"recvmax-{uuid.uuid4().hex[:8]}",
         protocol=paho.MQTTv5,
         manual_ack=True,
     )
 
     def on_message(c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        got.append(msg.payload)
+        got.append(bytes(msg.payload))
         c.ack(msg.mid, msg.qos)
 
     client.on_message = on_message
@@ -201,6 +202,33 @@ def test_bytes_read_on_a_lost_connection_never_reach_the_next(
         sub.close()
 
 
+def test_publishes_past_the_in_flight_limit_wait_their_turn_and_all_go_out(
+    broker: LocalBroker, mqtt_protocol: Protocol, probe: MqttProbe
+) -> None:
+    """Five in flight at most: the other 495 are queued in the client and must each be sent
+    as an earlier one's PUBACK frees a place, in order."""
+    topic = f"queued/{uuid.uuid4().hex[:8]}"
+    probe.subscribe(topic, qos=1)
+    client = make_client(
+        MqttTarget(host=broker.host, port=broker.port),
+        ClientOptions(client_id=f"queued-{uuid.uuid4().hex[:8]}", protocol=mqtt_protocol),
+    )
+    client.max_inflight_messages_set(5)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        sent = [f"q{i:03d}".encode() for i in range(500)]
+        infos = [client.publish(topic, payload, qos=1) for payload in sent]
+        for info in infos:
+            info.wait_for_publish(timeout=20)
+            assert info.is_published()
+        got = probe.wait_for(topic, count=len(sent), timeout=20)
+        assert [m.payload for m in got] == sent
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 @pytest.mark.parametrize(
     ("method", "parameters"),
     [
@@ -208,12 +236,20 @@ def test_bytes_read_on_a_lost_connection_never_reach_the_next(
         ("_sock_close", ["self"]),
         ("loop_read", ["self", "max_packets"]),
         ("_packet_queue", ["self", "command", "packet", "mid", "qos", "info"]),
+        ("_update_inflight", ["self"]),
     ],
 )
 def test_the_paho_methods_it_overrides_keep_their_shape(method: str, parameters: list[str]) -> None:
     """A paho release that renames or reshapes these would leave the overrides unused or
     broken; this says so at once instead of as a slow hub."""
     assert list(inspect.signature(getattr(paho.Client, method)).parameters) == parameters
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
-    for attribute in ("_sock", "_thread", "_out_packet", "_sockpairW"):
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+    for attribute in (
+        "_sock",
+        "_thread",
+        "_out_packet",
+        "_sockpairW",
+        "_out_messages",
+        "_inflight_messages",
+    ):
         assert hasattr(client, attribute), attribute
