@@ -244,6 +244,7 @@ def figures_of(
         "fall_to_alarm_p50_s": round(statistics.median(values), 3),
         "fall_to_alarm_p99_s": round(percentile(values, 0.99), 3),
         "fall_to_alarm_max_s": round(max(values), 3),
+        "fall_to_alarm_s": [round(latencies[d], 3) for d in FALLS if d in latencies],
         **extra,
     }
 
@@ -276,14 +277,19 @@ MOSQUITTO_PUB = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
 
 
 @pytest.mark.timeout(400)
+@pytest.mark.parametrize("flooders", ["one_device", "valid_and_garbage"])
 @pytest.mark.parametrize("layout", ["one", "parts"])
-def test_flood_of_valid_and_garbage_messages_does_not_hold_up_other_falls(
-    make_stack: Callable[..., Stack], layout: str
+def test_a_flood_does_not_hold_up_other_falls(
+    make_stack: Callable[..., Stack], layout: str, flooders: str
 ) -> None:
-    """(a) One device floods 70,000 heartbeats at 10k msg/s and another 20,000 garbage
-    messages as fast as paho publishes QoS 1, while twenty other devices fall, one every
-    0.5 s: together within the broker's queue bound, so every fall must alarm."""
+    """(a) One device floods 70,000 heartbeats at 10k msg/s (`one_device`: the target of
+    docs/handover.md) and, in `valid_and_garbage`, another 20,000 garbage messages as fast as
+    a Python paho client publishes QoS 1 (a client that takes about a core of this machine
+    itself), while twenty other devices fall, one every 0.5 s: together within the broker's
+    queue bound, so every fall must alarm, and each flooding device raises its technical
+    alarm once."""
     stack = make_stack(layout)
+    devices = [FLOOD, GARBAGE] if flooders == "valid_and_garbage" else [FLOOD]
     sent = {FLOOD: 0, GARBAGE: 0}
     took = {FLOOD: 0.0, GARBAGE: 0.0}
     stop = threading.Event()
@@ -345,10 +351,10 @@ def test_flood_of_valid_and_garbage_messages_does_not_hold_up_other_falls(
         sent[device] = queued
         took[device] = time.monotonic() - started
 
-    floods = [
-        threading.Thread(target=flood_fast, args=(FLOOD,)),
-        threading.Thread(target=flood, args=(GARBAGE, lambda seq: b"\xff garbage %d" % seq)),
-    ]
+    floods = [threading.Thread(target=flood_fast, args=(FLOOD,))]
+    if GARBAGE in devices:
+        garbage = (GARBAGE, lambda seq: b"\xff garbage %d" % seq)
+        floods.append(threading.Thread(target=flood, args=garbage))
     for thread in floods:
         thread.start()
     time.sleep(2)  # the floods are well under way
@@ -361,21 +367,21 @@ def test_flood_of_valid_and_garbage_messages_does_not_hold_up_other_falls(
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # the floods' technical alarms, once each
         alarms = stack.alarms()
-        if alarms.get(("device_fault", FLOOD)) and alarms.get(("device_fault", GARBAGE)):
+        if all(alarms.get(("device_fault", d)) for d in devices):
             break
         time.sleep(0.5)
     time.sleep(2)  # room for a duplicate to show
     alarms = stack.alarms()
     figures = figures_of(
         stack,
-        "production_flood_valid_and_garbage",
+        f"production_flood_{flooders}",
         latencies,
-        flood_sent=dict(sent),
-        flood_rate_per_s={d: round(sent[d] / max(took[d], 1e-9)) for d in sent},
-        flooding_alarms={d: alarms.get(("device_fault", d), 0) for d in (FLOOD, GARBAGE)},
+        flood_sent={d: sent[d] for d in devices},
+        flood_rate_per_s={d: round(sent[d] / max(took[d], 1e-9)) for d in devices},
+        flooding_alarms={d: alarms.get(("device_fault", d), 0) for d in devices},
     )
     check(figures, latencies)
-    assert figures["flooding_alarms"] == {FLOOD: 1, GARBAGE: 1}, figures
+    assert figures["flooding_alarms"] == dict.fromkeys(devices, 1), figures
     check_latency(figures)
 
 
