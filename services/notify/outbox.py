@@ -196,9 +196,13 @@ class Outbox:
         return len(rows)
 
     def pending(self) -> list[Row]:
-        """Rows not yet sent, oldest first."""
+        """Rows not yet sent: first notices, then escalations and fallbacks, then reminders,
+        then "taken", each oldest first (the workers' order, `STEP_RANK` in
+        services/notify/service.py), so a full queue takes the most urgent first."""
         rows = self.store.sql(
-            f"SELECT {_COLUMNS} FROM notify_outbox WHERE status = 'pending' ORDER BY id"
+            f"SELECT {_COLUMNS} FROM notify_outbox WHERE status = 'pending' ORDER BY"
+            " CASE step WHEN 'first' THEN 0 WHEN 'escalated' THEN 2 WHEN 'fallback' THEN 2"
+            " WHEN 'reminder' THEN 3 ELSE 4 END, id"
         )
         return [_row(r) for r in rows]
 

@@ -17,6 +17,7 @@ ladder through the channels that still work, and clear when the channel works ag
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import queue
 import threading
@@ -56,18 +57,41 @@ class _Check:
     """A link check queued on a channel's worker."""
 
 
+STEP_RANK = {Step.FIRST: 0, Step.ESCALATED: 2, Step.FALLBACK: 2, Step.REMINDER: 3, Step.TAKEN: 4}
+"""The order a channel's worker sends in, then oldest first: a new alarm's first notice to its
+ward never waits behind the escalations and reminders of alarms nobody has taken yet (on a
+bad night, tens of open alarms escalated to every phone are hundreds of sends)."""
+_STOP_RANK, _CHECK_RANK = -1, 1
+
+_Item = tuple[int, int, int | _Check | None]
+"""(rank, order, what): a row id, a link check, or None to stop."""
+
+
 class _Worker:
-    """One channel's thread and bounded queue."""
+    """One channel's thread and bounded queue, in `STEP_RANK` order."""
 
     def __init__(self, notifier: Notifier, channel: Channel) -> None:
         self.notifier = notifier
         self.channel = channel
-        self.queue: queue.Queue[int | _Check | None] = queue.Queue(QUEUE_SIZE)
+        self.queue: queue.PriorityQueue[_Item] = queue.PriorityQueue(QUEUE_SIZE)
         self.thread = threading.Thread(target=self._run, name=f"notify-{channel.name}", daemon=True)
+        self._checks = itertools.count()
+
+    def put_row(self, row: Row) -> None:
+        """Queue a send (queue.Full when the queue is full)."""
+        self.queue.put_nowait((STEP_RANK.get(row.step, 3), row.id, row.id))
+
+    def put_check(self) -> None:
+        """Queue a link check (queue.Full when the queue is full)."""
+        self.queue.put_nowait((_CHECK_RANK, next(self._checks), _Check()))
+
+    def put_stop(self) -> None:
+        """Stop before anything still queued (queue.Full when the queue is full)."""
+        self.queue.put_nowait((_STOP_RANK, 0, None))
 
     def _run(self) -> None:
         while True:
-            item = self.queue.get()
+            _rank, _order, item = self.queue.get()
             try:
                 if item is None or self.notifier.stopping:
                     # what is still queued stays in the outbox, for the next start: sending
@@ -197,7 +221,7 @@ class Notifier:
             # is busy and sees `stopping` at its next item (a blocking put hung the demo's
             # stop forever with a thousand sends queued)
             with contextlib.suppress(queue.Full):
-                worker.queue.put_nowait(None)
+                worker.put_stop()
         for worker in self._workers.values():
             if worker.thread.is_alive():
                 worker.thread.join(timeout)
@@ -246,7 +270,7 @@ class Notifier:
                 self._next_check = now + self.check_every
                 for worker in self._workers.values():
                     with contextlib.suppress(queue.Full):  # busy sending: the next check will do
-                        worker.queue.put_nowait(_Check())
+                        worker.put_check()
             return written
 
     def _follow(self, now: datetime) -> int:
@@ -319,7 +343,7 @@ class Notifier:
                 if row.id in self._queued:
                     continue
                 try:
-                    worker.queue.put_nowait(row.id)
+                    worker.put_row(row)
                 except queue.Full:
                     continue
                 self._queued.add(row.id)

@@ -154,6 +154,48 @@ def test_a_medium_alarm_in_ward_b_goes_to_ward_b_first(
     assert "Test Person" not in str(m)
 
 
+def test_a_new_alarms_first_notice_goes_before_sends_already_queued_for_older_alarms(
+    engine: RulesEngine,
+    make_event: MakeEvent,
+    site: Any,
+    db: Any,
+    clock: FakeClock,
+    ntfy: NtfyStandIn,
+) -> None:
+    """On a bad night tens of alarms nobody has taken escalate to every phone and are
+    reminded: hundreds of sends queued on one channel. A new fall's first notice to its ward
+    goes before them, not after (docs/notifications.md, "The outbox")."""
+    from tests.notify.conftest import make_notifier
+
+    notifier = make_notifier(site, db, clock)  # its workers start only once all is queued
+    try:
+        older = engine.handle(make_event("fall-a1", "fall", NIGHT, confidence=0.9))[0].alarm_id
+        notifier.tick()
+        clock.advance(120)  # reminded at 1.5 min, escalated to every phone at 2
+        engine.tick()
+        notifier.tick()
+        later = {Step.ESCALATED, Step.REMINDER}
+        waiting = [r for r in notifier.outbox.pending() if r.alarm_id == older and r.step in later]
+        assert {r.step for r in waiting} == later
+        event = make_event("fall-b1", "fall", clock.now(), confidence=0.9)
+        new = next(c.alarm_id for c in engine.handle(event) if c.alarm["rule"] == "fall")
+        notifier.tick()  # queued after all of the older alarm's sends
+        notifier.start()
+        assert notifier.wait_idle(10)
+    finally:
+        notifier.stop()
+    # one worker per channel: the stand-in receives in the order of sending
+    about = [m["click"].rsplit("=", 1)[-1] for m in ntfy.messages()]
+    lines = [m["message"].splitlines()[-1] for m in ntfy.messages()]
+    later_of_older = [
+        i
+        for i, (a, line) in enumerate(zip(about, lines, strict=True))
+        if a == older and line in {"Still not taken", "Escalated: nobody has taken it"}
+    ]
+    assert len(later_of_older) == len(waiting)
+    assert about.index(new) < min(later_of_older), list(zip(about, lines, strict=True))
+
+
 def test_stopping_with_a_full_worker_queue_returns(
     site: Any, db: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -167,13 +209,14 @@ def test_stopping_with_a_full_worker_queue_returns(
     notifier = make_notifier(site, db, clock).start()
     worker = next(iter(notifier._workers.values()))
     notifier._stopping.set()
-    worker.queue.put(service._Check())  # taken, and the worker leaves: it is stopping
+    # taken, and the worker leaves: it is stopping
+    worker.queue.put((service._CHECK_RANK, -1, service._Check()))
     worker.thread.join(5)
     assert not worker.thread.is_alive()
     # a tick that was under way queues once more (the ladder's own last tick may have
     # filled it already)
     with contextlib.suppress(queue.Full):
-        worker.queue.put_nowait(service._Check())
+        worker.put_check()
     assert worker.queue.full()
     stopping = threading.Thread(target=notifier.stop, kwargs={"timeout": 2.0}, daemon=True)
     stopping.start()
