@@ -29,15 +29,21 @@ BACKGROUND_RATE = float(os.environ.get("CAREHUB_BENCH_BACKGROUND_RATE", "2000"))
 it; set lower to see the path's own latency where a slower machine's hub would be at capacity
 (docs/performance.md). The figures give the rate achieved (`background_msgs_per_s`)."""
 TARGETS = {
+    # issue #17's targets (docs/performance.md); fall → phone p99 ≤ 1 s is issue #16's
     "ingest_ratio": (">=", 0.5),
-    "fall_to_alarm_ms.p99": ("<=", 50.0),
-    "fall_to_screen_ms.p99": ("<=", 100.0),
-    "fall_to_phone_ms.p99": ("<=", 1000.0),
+    "fall_to_alarm_ms.p99": ("<=", 25.0),
+    "fall_to_screen_ms.p99": ("<=", 50.0),
+    "fall_to_phone_ms.p99": ("<=", 50.0),
+    "fall_to_alarm_ms.max": ("<=", 1000.0),
+    "fall_to_screen_ms.max": ("<=", 1000.0),
+    "fall_to_phone_ms.max": ("<=", 1000.0),
     "report_s.demo.freed_hours": ("<=", 1.0),
     "report_s.demo.utilisation": ("<=", 1.0),
-    "report_s.residents_500.freed_hours": ("<=", 5.0),
-    "report_s.residents_500.utilisation": ("<=", 5.0),
-    "peak_rss_mb": ("<=", 200.0),
+    "report_s.residents_500.freed_hours": ("<=", 1.0),
+    "report_s.residents_500.utilisation": ("<=", 1.0),
+    "report_s.residents_500.cold.freed_hours": ("<=", 15.0),
+    "report_s.residents_500.cold.utilisation": ("<=", 15.0),
+    "peak_rss_mb": ("<=", 150.0),
 }
 
 
