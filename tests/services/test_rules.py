@@ -13,6 +13,7 @@ from carehub.clock import FakeClock
 from carehub.site import (
     BatteryLowRule,
     DiaperChangeRule,
+    DoseMissedRule,
     FallRule,
     Rules,
     Site,
@@ -57,6 +58,7 @@ SITES: dict[str, dict[str, Any]] = {
     "fall_night_only": {"rules": Rules(fall=FallRule(night_only=True))},
     "diaper_off": {"rules": Rules(diaper_change=DiaperChangeRule(enabled=False))},
     "battery_30": {"rules": Rules(battery_low=BatteryLowRule(threshold=30))},
+    "dose_night_only": {"rules": Rules(dose_missed=DoseMissedRule(night_only=True))},
 }
 
 CASES: list[tuple[str, str, datetime, list[Step], list[Expected]]] = [
@@ -127,6 +129,13 @@ CASES: list[tuple[str, str, datetime, list[Step], list[Expected]]] = [
      [ev(0, "med-r001", "dose_due", dose_id="d1"), tick(31),
       ev(35, "med-r001", "taken", dose_id="d1")],
      [("dose_missed", "medication", "medium", "r-001", "resolved", 1)]),
+    ("night-only dose: window over by day", "dose_night_only", DAY,
+     [ev(0, "med-r001", "dose_due", dose_id="d1"), tick(30)], []),
+    ("night-only dose: reported missed by day", "dose_night_only", DAY,
+     [ev(0, "med-r001", "missed", dose_id="d1")], []),
+    ("night-only dose: window over at night", "dose_night_only", NIGHT,
+     [ev(0, "med-r001", "dose_due", dose_id="d1"), tick(30)],
+     [("dose_missed", "medication", "medium", "r-001", "raised", 1)]),
     ("dispenser fault", "test", NIGHT,
      [ev(0, "med-r001", "fault", code="jam")],
      [("device_fault", "technical", "medium", "med-r001", "raised", 1)]),

@@ -10,12 +10,19 @@ from typing import Any
 import pytest
 
 from carehub.clock import FakeClock
-from carehub.site import Priority, SiteIndex
+from carehub.site import DoseMissedRule, Priority, Rules, Site, SiteIndex
 from services.alarms import lifecycle
 from services.alarms.model import Alarm
 from services.alarms.store import AlarmStore, Change, Timer
 from services.rules.engine import RulesEngine
-from tests.services.conftest import NIGHT, QUIET, SITE, MakeEvent, make_event_factory
+from tests.services.conftest import (
+    NIGHT,
+    QUIET,
+    SITE,
+    MakeEvent,
+    make_event_factory,
+    with_changes,
+)
 
 
 def changes_over(
@@ -259,23 +266,53 @@ def test_an_online_device_whose_clock_lags_is_not_silent(
     assert "raised" in [c.reason for c in engine.tick() if c.alarm["rule"] == "sensor_silent"]
 
 
+@pytest.mark.parametrize("told_by", ["timer and dispenser", "timer", "dispenser"])
 def test_a_dose_id_used_again_the_next_night_alarms_again(
-    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore, told_by: str
 ) -> None:
-    """Dispensers may name the night dose 'night' every day; each night is its own dose."""
+    """Dispensers may name the night dose 'night' every day; each night is its own dose,
+    whether its window runs out (the timer), the dispenser reports it missed, or both."""
     for night in (0, 1):
         start = NIGHT + timedelta(days=night)
         clock.set(start)
-        engine.handle(make_event("med-r001", "dose_due", start, dose_id="night"))
+        if "timer" in told_by:
+            engine.handle(make_event("med-r001", "dose_due", start, dose_id="night"))
         clock.set(start + timedelta(minutes=31))
         engine.tick()
-        engine.handle(
-            make_event("med-r001", "missed", start + timedelta(minutes=32), dose_id="night")
-        )
+        if "dispenser" in told_by:
+            engine.handle(
+                make_event("med-r001", "missed", start + timedelta(minutes=32), dose_id="night")
+            )
         (alarm,) = [a for a in store.list_alarms(active_only=True) if a.rule == "dose_missed"]
         assert alarm.count == 1  # the timer and the dispenser's own report: one occurrence
         store_resolve(store, clock, alarm.alarm_id)
     assert len([a for a in store.list_alarms(active_only=False) if a.rule == "dose_missed"]) == 2
+
+
+def test_a_missed_dose_alarms_with_the_residents_own_dose_settings(
+    test_site: Site, store: AlarmStore, clock: FakeClock
+) -> None:
+    """r-004 takes a medicine that must not wait: a 10 min window and a high alarm, in her own
+    `rules`. Her dispenser's timer uses them; r-001's dose keeps the site's (30 min, medium)."""
+    urgent = Rules(dose_missed=DoseMissedRule(window_minutes=10, priority=Priority.HIGH))
+    residents = [
+        r.model_copy(update={"rules": urgent}) if r.id == "r-004" else r
+        for r in test_site.residents
+    ]
+    index = with_changes(test_site, residents=residents)
+    engine = RulesEngine(index, store, clock, QUIET)
+    make = make_event_factory(index)
+    engine.handle(make("med-r004", "dose_due", NIGHT, dose_id="d1"))
+    engine.handle(make("med-r001", "dose_due", NIGHT, dose_id="d1"))
+    raised: list[tuple[float, str | None, str]] = []
+    for _ in range(31):
+        clock.advance(timedelta(minutes=1))
+        raised += [
+            ((c.at - NIGHT).total_seconds() / 60, c.alarm["resident_id"], c.alarm["priority"])
+            for c in engine.tick()
+            if c.alarm["rule"] == "dose_missed" and c.reason == "raised"
+        ]
+    assert raised == [(10.0, "r-004", "high"), (30.0, "r-001", "medium")]
 
 
 def store_resolve(store: AlarmStore, clock: FakeClock, alarm_id: str) -> None:
