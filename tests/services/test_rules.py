@@ -109,6 +109,9 @@ CASES: list[tuple[str, str, datetime, list[Step], list[Expected]]] = [
      [("diaper_change", "diaper", "medium", "r-002", "raised", 1)]),
     ("rule disabled", "diaper_off", NIGHT,
      [ev(0, "diaper-r002", "saturation", level=100)], []),
+    ("a rule disabled leaves the sensor's silence supervised", "diaper_off", NIGHT,
+     [ev(0, "diaper-r002", "saturation", level=100), tick(3)],
+     [("sensor_silent", "technical", "medium", "diaper-r002", "raised", 1)]),
     # --- medication -----------------------------------------------------------------
     ("dispenser reports missed", "test", NIGHT,
      [ev(0, "med-r001", "missed", dose_id="d1")],
@@ -136,6 +139,9 @@ CASES: list[tuple[str, str, datetime, list[Step], list[Expected]]] = [
     ("night-only dose: window over at night", "dose_night_only", NIGHT,
      [ev(0, "med-r001", "dose_due", dose_id="d1"), tick(30)],
      [("dose_missed", "medication", "medium", "r-001", "raised", 1)]),
+    ("a taken after the dispenser reported it missed resolves", "test", NIGHT,
+     [ev(0, "med-r001", "missed", dose_id="d1"), ev(20, "med-r001", "taken", dose_id="d1")],
+     [("dose_missed", "medication", "medium", "r-001", "resolved", 1)]),
     ("dispenser fault", "test", NIGHT,
      [ev(0, "med-r001", "fault", code="jam")],
      [("device_fault", "technical", "medium", "med-r001", "raised", 1)]),
@@ -196,6 +202,11 @@ CASES: list[tuple[str, str, datetime, list[Step], list[Expected]]] = [
      [("bed_exit", "fall", "high", "r-003", "raised", 1)]),
     ("high fall risk: back in bed waits for a person", "test", NIGHT,
      [ev(0, "bed-r003", "out_of_bed"), ev(1, "bed-r003", "in_bed")],
+     [("bed_exit", "fall", "high", "r-003", "raised", 1)]),
+    # two readings of one instant (a device clock in whole seconds): the later arrival is
+    # the newest, not a late one
+    ("in bed and out again at the same time", "test", NIGHT,
+     [ev(0, "bed-r003", "in_bed"), ev(0, "bed-r003", "out_of_bed")],
      [("bed_exit", "fall", "high", "r-003", "raised", 1)]),
 ]  # fmt: skip
 
@@ -334,3 +345,21 @@ def test_bed_exit_resolves_when_back_in_bed_on_the_hubs_clock(
     engine.handle(make("bed-r001", "in_bed", back))
     (alarm,) = [a for a in store.list_alarms(active_only=False) if a.rule == "bed_exit"]
     assert (alarm.state.value, alarm.resolved_by) == ("resolved", "sensor")
+
+
+def test_an_alarm_names_the_event_that_raised_it_and_each_repeat(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
+) -> None:
+    """`trigger_event_id` is the first trigger's event (docs/alarms.md, the alarm's JSON), and
+    every trigger is a row of `alarm_events` with its own event id, for the reports."""
+    first = make_event("fall-a1", "fall", NIGHT, confidence=0.9)
+    again = make_event("fall-a1", "fall", NIGHT + timedelta(seconds=20), confidence=0.8)
+    engine.handle(first)
+    clock.set(NIGHT + timedelta(seconds=20))
+    engine.handle(again)
+    (alarm,) = store.list_alarms(active_only=True)
+    assert (alarm.trigger_event_id, alarm.count) == (first.event_id, 2)
+    assert [(key, event) for key, event, _at, _ref in store.occurrences(alarm.alarm_id)] == [
+        (first.event_id, first.event_id),
+        (again.event_id, again.event_id),
+    ]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from carehub.clock import FakeClock
-from carehub.site import DoseMissedRule, Priority, Rules, Site, SiteIndex
+from carehub.site import Device, DoseMissedRule, Priority, Rules, Site, SiteIndex
 from services.alarms import lifecycle
 from services.alarms.model import Alarm
 from services.alarms.store import AlarmStore, Change, Timer
@@ -195,6 +195,20 @@ def test_stale_saturation_neither_resolves_nor_raises(
     assert store.list_alarms(active_only=True) == []
 
 
+def test_a_reading_between_the_thresholds_is_still_the_newest(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
+) -> None:
+    """Wet at 1 min, fresh at 2 min, 50 % at 3 min (neither raises nor clears); the fresh one
+    arrives last. It is older than the newest reading, so it resolves nothing (docs/alarms.md:
+    the newest reading wins, whether or not it raised or cleared anything)."""
+    clock.set(NIGHT + timedelta(minutes=6))
+    engine.handle(make_event("diaper-r002", "saturation", NIGHT + timedelta(minutes=1), level=80))
+    engine.handle(make_event("diaper-r002", "saturation", NIGHT + timedelta(minutes=3), level=50))
+    engine.handle(make_event("diaper-r002", "saturation", NIGHT + timedelta(minutes=2), level=5))
+    (alarm,) = store.list_alarms(active_only=True)
+    assert (alarm.rule, alarm.state.value) == ("diaper_change", "raised")
+
+
 def test_stale_trigger_counts_on_an_open_alarm(
     engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
 ) -> None:
@@ -264,6 +278,38 @@ def test_an_online_device_whose_clock_lags_is_not_silent(
     assert "raised" not in silent
     clock.set(NIGHT + timedelta(minutes=9 + 3, seconds=3))
     assert "raised" in [c.reason for c in engine.tick() if c.alarm["rule"] == "sensor_silent"]
+
+
+def test_the_silence_timer_counts_the_heartbeat_of_the_binding_at_the_event(
+    test_site: Site, store: AlarmStore, clock: FakeClock
+) -> None:
+    """Each binding has its own `heartbeat_seconds`. med-r00x sent every 10 min for r-002 and
+    every 30 s since it moved to r-003 on 1 Nov: silent after 3 x 30 s now. bed-r003, bound
+    since 21:30 with a 20 s heartbeat, sends with a clock an hour behind (a time before its
+    binding): its heartbeat still counts, not a default."""
+
+    def rebound(d: Device) -> Device:
+        if d.id == "med-r00x":
+            return d.model_copy(update={"heartbeat_seconds": 600 if d.until else 30})
+        if d.id == "bed-r003":
+            return d.model_copy(
+                update={"heartbeat_seconds": 20, "from_": NIGHT - timedelta(minutes=30)}
+            )
+        return d
+
+    index = with_changes(test_site, devices=[rebound(d) for d in test_site.devices])
+    engine = RulesEngine(index, store, clock, QUIET)
+    make = make_event_factory(index)
+    engine.handle(make("med-r00x", "heartbeat", NIGHT, battery=80))
+    lagging = make("bed-r003", "in_bed", NIGHT).model_copy(
+        update={"ts": NIGHT - timedelta(hours=1), "resident_id": None}
+    )
+    engine.handle(lagging)
+    due = {t.timer_id: t.due for t in store.timers() if t.kind == "silent"}
+    assert due == {
+        "silent:med-r00x": NIGHT + timedelta(seconds=90),
+        "silent:bed-r003": NIGHT + timedelta(seconds=60),
+    }
 
 
 @pytest.mark.parametrize("told_by", ["timer and dispenser", "timer", "dispenser"])
