@@ -347,17 +347,19 @@ def test_bed_exit_resolves_when_back_in_bed_on_the_hubs_clock(
     assert (alarm.state.value, alarm.resolved_by) == ("resolved", "sensor")
 
 
-def test_an_alarm_names_the_event_that_raised_it_and_each_repeat(
+def test_an_alarm_names_its_room_and_the_events_that_raised_it(
     engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
 ) -> None:
-    """`trigger_event_id` is the first trigger's event (docs/alarms.md, the alarm's JSON), and
-    every trigger is a row of `alarm_events` with its own event id, for the reports."""
+    """The room says which ward's phones are told (docs/notifications.md); `trigger_event_id`
+    is the first trigger's event (docs/alarms.md, the alarm's JSON), and every trigger is a row
+    of `alarm_events` with its own event id, for the reports."""
     first = make_event("fall-a1", "fall", NIGHT, confidence=0.9)
     again = make_event("fall-a1", "fall", NIGHT + timedelta(seconds=20), confidence=0.8)
     engine.handle(first)
     clock.set(NIGHT + timedelta(seconds=20))
     engine.handle(again)
     (alarm,) = store.list_alarms(active_only=True)
+    assert (alarm.room, alarm.device_id, alarm.resident_id) == ("a-1", "fall-a1", "r-001")
     assert (alarm.trigger_event_id, alarm.count) == (first.event_id, 2)
     assert [(key, event) for key, event, _at, _ref in store.occurrences(alarm.alarm_id)] == [
         (first.event_id, first.event_id),
