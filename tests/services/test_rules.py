@@ -365,3 +365,18 @@ def test_an_alarm_names_its_room_and_the_events_that_raised_it(
         (first.event_id, first.event_id),
         (again.event_id, again.event_id),
     ]
+
+
+def test_a_queued_event_of_a_device_since_removed_from_the_site_still_alarms(
+    test_site: Site, store: AlarmStore, clock: FakeClock, test_index: SiteIndex
+) -> None:
+    """A fall queued on the broker while the site file lost its sensor (the rules service
+    restarted with the new file first) is still a fall: it alarms, on the resident and room
+    the gateway gave it (and escalates). Its sensor's silence is nobody's any more: no alarm."""
+    fall = make_event_factory(test_index)("fall-a1", "fall", NIGHT, confidence=0.9)
+    index = with_changes(test_site, devices=[d for d in test_site.devices if d.id != "fall-a1"])
+    engine = RulesEngine(index, store, clock, QUIET)
+    engine.handle(fall)
+    clock.advance(timedelta(minutes=30))
+    engine.tick()
+    assert summary(store) == [("fall", "fall", "high", "r-001", "escalated", 1)]
