@@ -13,6 +13,7 @@ from carehub.clock import FakeClock
 from carehub.site import (
     BatteryLowRule,
     DiaperChangeRule,
+    DoseMissedRule,
     FallRule,
     Rules,
     Site,
@@ -57,6 +58,7 @@ SITES: dict[str, dict[str, Any]] = {
     "fall_night_only": {"rules": Rules(fall=FallRule(night_only=True))},
     "diaper_off": {"rules": Rules(diaper_change=DiaperChangeRule(enabled=False))},
     "battery_30": {"rules": Rules(battery_low=BatteryLowRule(threshold=30))},
+    "dose_night_only": {"rules": Rules(dose_missed=DoseMissedRule(night_only=True))},
 }
 
 CASES: list[tuple[str, str, datetime, list[Step], list[Expected]]] = [
@@ -107,6 +109,9 @@ CASES: list[tuple[str, str, datetime, list[Step], list[Expected]]] = [
      [("diaper_change", "diaper", "medium", "r-002", "raised", 1)]),
     ("rule disabled", "diaper_off", NIGHT,
      [ev(0, "diaper-r002", "saturation", level=100)], []),
+    ("a rule disabled leaves the sensor's silence supervised", "diaper_off", NIGHT,
+     [ev(0, "diaper-r002", "saturation", level=100), tick(3)],
+     [("sensor_silent", "technical", "medium", "diaper-r002", "raised", 1)]),
     # --- medication -----------------------------------------------------------------
     ("dispenser reports missed", "test", NIGHT,
      [ev(0, "med-r001", "missed", dose_id="d1")],
@@ -126,6 +131,16 @@ CASES: list[tuple[str, str, datetime, list[Step], list[Expected]]] = [
     ("late taken resolves the missed-dose alarm", "test", NIGHT,
      [ev(0, "med-r001", "dose_due", dose_id="d1"), tick(31),
       ev(35, "med-r001", "taken", dose_id="d1")],
+     [("dose_missed", "medication", "medium", "r-001", "resolved", 1)]),
+    ("night-only dose: window over by day", "dose_night_only", DAY,
+     [ev(0, "med-r001", "dose_due", dose_id="d1"), tick(30)], []),
+    ("night-only dose: reported missed by day", "dose_night_only", DAY,
+     [ev(0, "med-r001", "missed", dose_id="d1")], []),
+    ("night-only dose: window over at night", "dose_night_only", NIGHT,
+     [ev(0, "med-r001", "dose_due", dose_id="d1"), tick(30)],
+     [("dose_missed", "medication", "medium", "r-001", "raised", 1)]),
+    ("a taken after the dispenser reported it missed resolves", "test", NIGHT,
+     [ev(0, "med-r001", "missed", dose_id="d1"), ev(20, "med-r001", "taken", dose_id="d1")],
      [("dose_missed", "medication", "medium", "r-001", "resolved", 1)]),
     ("dispenser fault", "test", NIGHT,
      [ev(0, "med-r001", "fault", code="jam")],
@@ -187,6 +202,11 @@ CASES: list[tuple[str, str, datetime, list[Step], list[Expected]]] = [
      [("bed_exit", "fall", "high", "r-003", "raised", 1)]),
     ("high fall risk: back in bed waits for a person", "test", NIGHT,
      [ev(0, "bed-r003", "out_of_bed"), ev(1, "bed-r003", "in_bed")],
+     [("bed_exit", "fall", "high", "r-003", "raised", 1)]),
+    # two readings of one instant (a device clock in whole seconds): the later arrival is
+    # the newest, not a late one
+    ("in bed and out again at the same time", "test", NIGHT,
+     [ev(0, "bed-r003", "in_bed"), ev(0, "bed-r003", "out_of_bed")],
      [("bed_exit", "fall", "high", "r-003", "raised", 1)]),
 ]  # fmt: skip
 
@@ -325,3 +345,38 @@ def test_bed_exit_resolves_when_back_in_bed_on_the_hubs_clock(
     engine.handle(make("bed-r001", "in_bed", back))
     (alarm,) = [a for a in store.list_alarms(active_only=False) if a.rule == "bed_exit"]
     assert (alarm.state.value, alarm.resolved_by) == ("resolved", "sensor")
+
+
+def test_an_alarm_names_its_room_and_the_events_that_raised_it(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
+) -> None:
+    """The room says which ward's phones are told (docs/notifications.md); `trigger_event_id`
+    is the first trigger's event (docs/alarms.md, the alarm's JSON), and every trigger is a row
+    of `alarm_events` with its own event id, for the reports."""
+    first = make_event("fall-a1", "fall", NIGHT, confidence=0.9)
+    again = make_event("fall-a1", "fall", NIGHT + timedelta(seconds=20), confidence=0.8)
+    engine.handle(first)
+    clock.set(NIGHT + timedelta(seconds=20))
+    engine.handle(again)
+    (alarm,) = store.list_alarms(active_only=True)
+    assert (alarm.room, alarm.device_id, alarm.resident_id) == ("a-1", "fall-a1", "r-001")
+    assert (alarm.trigger_event_id, alarm.count) == (first.event_id, 2)
+    assert [(key, event) for key, event, _at, _ref in store.occurrences(alarm.alarm_id)] == [
+        (first.event_id, first.event_id),
+        (again.event_id, again.event_id),
+    ]
+
+
+def test_a_queued_event_of_a_device_since_removed_from_the_site_still_alarms(
+    test_site: Site, store: AlarmStore, clock: FakeClock, test_index: SiteIndex
+) -> None:
+    """A fall queued on the broker while the site file lost its sensor (the rules service
+    restarted with the new file first) is still a fall: it alarms, on the resident and room
+    the gateway gave it (and escalates). Its sensor's silence is nobody's any more: no alarm."""
+    fall = make_event_factory(test_index)("fall-a1", "fall", NIGHT, confidence=0.9)
+    index = with_changes(test_site, devices=[d for d in test_site.devices if d.id != "fall-a1"])
+    engine = RulesEngine(index, store, clock, QUIET)
+    engine.handle(fall)
+    clock.advance(timedelta(minutes=30))
+    engine.tick()
+    assert summary(store) == [("fall", "fall", "high", "r-001", "escalated", 1)]

@@ -10,12 +10,19 @@ from typing import Any
 import pytest
 
 from carehub.clock import FakeClock
-from carehub.site import Priority, SiteIndex
+from carehub.site import Device, DoseMissedRule, Priority, Rules, Site, SiteIndex
 from services.alarms import lifecycle
 from services.alarms.model import Alarm
 from services.alarms.store import AlarmStore, Change, Timer
 from services.rules.engine import RulesEngine
-from tests.services.conftest import NIGHT, QUIET, SITE, MakeEvent, make_event_factory
+from tests.services.conftest import (
+    NIGHT,
+    QUIET,
+    SITE,
+    MakeEvent,
+    make_event_factory,
+    with_changes,
+)
 
 
 def changes_over(
@@ -188,6 +195,20 @@ def test_stale_saturation_neither_resolves_nor_raises(
     assert store.list_alarms(active_only=True) == []
 
 
+def test_a_reading_between_the_thresholds_is_still_the_newest(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
+) -> None:
+    """Wet at 1 min, fresh at 2 min, 50 % at 3 min (neither raises nor clears); the fresh one
+    arrives last. It is older than the newest reading, so it resolves nothing (docs/alarms.md:
+    the newest reading wins, whether or not it raised or cleared anything)."""
+    clock.set(NIGHT + timedelta(minutes=6))
+    engine.handle(make_event("diaper-r002", "saturation", NIGHT + timedelta(minutes=1), level=80))
+    engine.handle(make_event("diaper-r002", "saturation", NIGHT + timedelta(minutes=3), level=50))
+    engine.handle(make_event("diaper-r002", "saturation", NIGHT + timedelta(minutes=2), level=5))
+    (alarm,) = store.list_alarms(active_only=True)
+    assert (alarm.rule, alarm.state.value) == ("diaper_change", "raised")
+
+
 def test_stale_trigger_counts_on_an_open_alarm(
     engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
 ) -> None:
@@ -259,23 +280,85 @@ def test_an_online_device_whose_clock_lags_is_not_silent(
     assert "raised" in [c.reason for c in engine.tick() if c.alarm["rule"] == "sensor_silent"]
 
 
-def test_a_dose_id_used_again_the_next_night_alarms_again(
-    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore
+def test_the_silence_timer_counts_the_heartbeat_of_the_binding_at_the_event(
+    test_site: Site, store: AlarmStore, clock: FakeClock
 ) -> None:
-    """Dispensers may name the night dose 'night' every day; each night is its own dose."""
+    """Each binding has its own `heartbeat_seconds`. med-r00x sent every 10 min for r-002 and
+    every 30 s since it moved to r-003 on 1 Nov: silent after 3 x 30 s now. bed-r003, bound
+    since 21:30 with a 20 s heartbeat, sends with a clock an hour behind (a time before its
+    binding): its heartbeat still counts, not a default."""
+
+    def rebound(d: Device) -> Device:
+        if d.id == "med-r00x":
+            return d.model_copy(update={"heartbeat_seconds": 600 if d.until else 30})
+        if d.id == "bed-r003":
+            return d.model_copy(
+                update={"heartbeat_seconds": 20, "from_": NIGHT - timedelta(minutes=30)}
+            )
+        return d
+
+    index = with_changes(test_site, devices=[rebound(d) for d in test_site.devices])
+    engine = RulesEngine(index, store, clock, QUIET)
+    make = make_event_factory(index)
+    engine.handle(make("med-r00x", "heartbeat", NIGHT, battery=80))
+    lagging = make("bed-r003", "in_bed", NIGHT).model_copy(
+        update={"ts": NIGHT - timedelta(hours=1), "resident_id": None}
+    )
+    engine.handle(lagging)
+    due = {t.timer_id: t.due for t in store.timers() if t.kind == "silent"}
+    assert due == {
+        "silent:med-r00x": NIGHT + timedelta(seconds=90),
+        "silent:bed-r003": NIGHT + timedelta(seconds=60),
+    }
+
+
+@pytest.mark.parametrize("told_by", ["timer and dispenser", "timer", "dispenser"])
+def test_a_dose_id_used_again_the_next_night_alarms_again(
+    engine: RulesEngine, clock: FakeClock, make_event: MakeEvent, store: AlarmStore, told_by: str
+) -> None:
+    """Dispensers may name the night dose 'night' every day; each night is its own dose,
+    whether its window runs out (the timer), the dispenser reports it missed, or both."""
     for night in (0, 1):
         start = NIGHT + timedelta(days=night)
         clock.set(start)
-        engine.handle(make_event("med-r001", "dose_due", start, dose_id="night"))
+        if "timer" in told_by:
+            engine.handle(make_event("med-r001", "dose_due", start, dose_id="night"))
         clock.set(start + timedelta(minutes=31))
         engine.tick()
-        engine.handle(
-            make_event("med-r001", "missed", start + timedelta(minutes=32), dose_id="night")
-        )
+        if "dispenser" in told_by:
+            engine.handle(
+                make_event("med-r001", "missed", start + timedelta(minutes=32), dose_id="night")
+            )
         (alarm,) = [a for a in store.list_alarms(active_only=True) if a.rule == "dose_missed"]
         assert alarm.count == 1  # the timer and the dispenser's own report: one occurrence
         store_resolve(store, clock, alarm.alarm_id)
     assert len([a for a in store.list_alarms(active_only=False) if a.rule == "dose_missed"]) == 2
+
+
+def test_a_missed_dose_alarms_with_the_residents_own_dose_settings(
+    test_site: Site, store: AlarmStore, clock: FakeClock
+) -> None:
+    """r-004 takes a medicine that must not wait: a 10 min window and a high alarm, in her own
+    `rules`. Her dispenser's timer uses them; r-001's dose keeps the site's (30 min, medium)."""
+    urgent = Rules(dose_missed=DoseMissedRule(window_minutes=10, priority=Priority.HIGH))
+    residents = [
+        r.model_copy(update={"rules": urgent}) if r.id == "r-004" else r
+        for r in test_site.residents
+    ]
+    index = with_changes(test_site, residents=residents)
+    engine = RulesEngine(index, store, clock, QUIET)
+    make = make_event_factory(index)
+    engine.handle(make("med-r004", "dose_due", NIGHT, dose_id="d1"))
+    engine.handle(make("med-r001", "dose_due", NIGHT, dose_id="d1"))
+    raised: list[tuple[float, str | None, str]] = []
+    for _ in range(31):
+        clock.advance(timedelta(minutes=1))
+        raised += [
+            ((c.at - NIGHT).total_seconds() / 60, c.alarm["resident_id"], c.alarm["priority"])
+            for c in engine.tick()
+            if c.alarm["rule"] == "dose_missed" and c.reason == "raised"
+        ]
+    assert raised == [(10.0, "r-004", "high"), (30.0, "r-001", "medium")]
 
 
 def store_resolve(store: AlarmStore, clock: FakeClock, alarm_id: str) -> None:

@@ -19,7 +19,7 @@ from carehub.clock import SystemClock
 from services.alarms.service import AlarmService
 from services.web.app import create_app
 from services.web.context import HubContext
-from services.web.security import LoginThrottle
+from services.web.security import LoginAudit, LoginThrottle
 from services.web.users import Role, UserError, UserStore, password_problem
 from tests.support.server import ServerThread
 from tests.web.conftest import PASSWORD, bearer
@@ -90,6 +90,24 @@ def test_the_throttle_table_is_an_lru_with_a_cap() -> None:
         throttle.failed("10.0.0.1", f"name-{i}")
     assert len(throttle) == 100
     assert throttle.retry_after("10.0.0.1", "name-0") == 0  # evicted, oldest first
+
+
+def test_audit_rows_are_capped_per_minute_and_each_new_minute_allows_them_again() -> None:
+    """A flood of failed logins writes `per_minute` audit rows a minute and only counts the
+    rest; the next minute starts afresh, so failures after a flood are audited again. The
+    minutes are whole minutes of the monotonic clock (a fake one here)."""
+    now = [120.0]
+    audit = LoginAudit(per_minute=2, monotonic=lambda: now[0])
+    allowed = [audit.may_write() for _ in range(5)]  # five failures within one minute
+    assert allowed == [True, True, False, False, False]
+    assert audit.snapshot()["carehub_login_failures_unaudited_total"] == 3
+    now[0] = 179.9  # still the same minute
+    assert audit.may_write() is False
+    now[0] = 180.0  # the next one
+    assert [audit.may_write() for _ in range(3)] == [True, True, False]
+    now[0] = 299.0  # two minutes on, the cap counts from zero again
+    assert [audit.may_write() for _ in range(3)] == [True, True, False]
+    assert audit.snapshot()["carehub_login_failures_unaudited_total"] == 6
 
 
 def test_failed_logins_are_audited_with_the_address_and_counted(
