@@ -47,6 +47,26 @@ SCHEMA = (
 )
 
 
+SEND_ORDER = {
+    Step.FIRST: 0,
+    Step.TECHNICAL: 1,
+    Step.ESCALATED: 3,
+    Step.FALLBACK: 3,
+    Step.REMINDER: 4,
+    Step.TAKEN: 5,
+}
+"""The order sends go out in, then oldest first (`Outbox.pending`, and each channel worker's
+queue): a new alarm's first notice to its ward never waits behind the escalations and
+reminders of alarms nobody has taken yet (on a bad night, tens of open alarms escalated to
+every phone are hundreds of sends); a technical alarm about CareHub itself comes right after.
+Rank 2 is the workers' link check."""
+_ORDER_SQL = (
+    "CASE step "
+    + " ".join(f"WHEN '{step.value}' THEN {rank}" for step, rank in SEND_ORDER.items())
+    + " END"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     """One send: to one phone on one channel."""
@@ -196,13 +216,10 @@ class Outbox:
         return len(rows)
 
     def pending(self) -> list[Row]:
-        """Rows not yet sent: first notices, then escalations and fallbacks, then reminders,
-        then "taken", each oldest first (the workers' order, `STEP_RANK` in
-        services/notify/service.py), so a full queue takes the most urgent first."""
+        """Rows not yet sent, in `SEND_ORDER`, so a full queue takes the most urgent first."""
         rows = self.store.sql(
-            f"SELECT {_COLUMNS} FROM notify_outbox WHERE status = 'pending' ORDER BY"
-            " CASE step WHEN 'first' THEN 0 WHEN 'escalated' THEN 2 WHEN 'fallback' THEN 2"
-            " WHEN 'reminder' THEN 3 ELSE 4 END, id"
+            f"SELECT {_COLUMNS} FROM notify_outbox WHERE status = 'pending'"
+            f" ORDER BY {_ORDER_SQL}, id"
         )
         return [_row(r) for r in rows]
 

@@ -34,7 +34,7 @@ from services.alarms.store import AlarmStore
 from services.notify.channel import Channel, ChannelError, Step, Target
 from services.notify.ladder import NOTIFY_RULES, Ladder, Send
 from services.notify.links import AckLinks
-from services.notify.outbox import Outbox, Row
+from services.notify.outbox import SEND_ORDER, Outbox, Row
 from services.notify.subscriptions import CHANNEL as WEBPUSH
 from services.notify.subscriptions import PushSubscriptions
 
@@ -57,18 +57,14 @@ class _Check:
     """A link check queued on a channel's worker."""
 
 
-STEP_RANK = {Step.FIRST: 0, Step.ESCALATED: 2, Step.FALLBACK: 2, Step.REMINDER: 3, Step.TAKEN: 4}
-"""The order a channel's worker sends in, then oldest first: a new alarm's first notice to its
-ward never waits behind the escalations and reminders of alarms nobody has taken yet (on a
-bad night, tens of open alarms escalated to every phone are hundreds of sends)."""
-_STOP_RANK, _CHECK_RANK = -1, 1
+_STOP_RANK, _CHECK_RANK = -1, 2
 
 _Item = tuple[int, int, int | _Check | None]
 """(rank, order, what): a row id, a link check, or None to stop."""
 
 
 class _Worker:
-    """One channel's thread and bounded queue, in `STEP_RANK` order."""
+    """One channel's thread and bounded queue, in `SEND_ORDER`."""
 
     def __init__(self, notifier: Notifier, channel: Channel) -> None:
         self.notifier = notifier
@@ -79,7 +75,7 @@ class _Worker:
 
     def put_row(self, row: Row) -> None:
         """Queue a send (queue.Full when the queue is full)."""
-        self.queue.put_nowait((STEP_RANK.get(row.step, 3), row.id, row.id))
+        self.queue.put_nowait((SEND_ORDER[row.step], row.id, row.id))
 
     def put_check(self) -> None:
         """Queue a link check (queue.Full when the queue is full)."""

@@ -196,6 +196,45 @@ def test_a_new_alarms_first_notice_goes_before_sends_already_queued_for_older_al
     assert about.index(new) < min(later_of_older), list(zip(about, lines, strict=True))
 
 
+def test_the_outbox_hands_out_pending_sends_most_urgent_first_then_oldest(
+    db: Any, clock: FakeClock
+) -> None:
+    """The order a full worker queue is refilled in, and every step has a place in it (a step
+    added without one would stop its channel's worker)."""
+    from services.alarms.store import AlarmStore
+    from services.notify.outbox import SEND_ORDER, Outbox
+
+    assert set(SEND_ORDER) == set(Step)
+    store = AlarmStore(db)
+    try:
+        outbox = Outbox(store)
+        steps = [
+            Step.TAKEN,
+            Step.REMINDER,
+            Step.ESCALATED,
+            Step.FIRST,
+            Step.FALLBACK,
+            Step.FIRST,
+            Step.TECHNICAL,
+        ]
+        with store.transaction():
+            for i, s in enumerate(steps):
+                notice = Notice(alarm_id=f"a{i}", step=s, urgency=Urgency.HIGH, title="t", body="b")
+                outbox.add(f"a{i}", "phone-a", "ntfy", "topic", notice, clock.now())
+        order = [(r.step, r.alarm_id) for r in outbox.pending()]
+    finally:
+        store.close()
+    assert order == [
+        (Step.FIRST, "a3"),
+        (Step.FIRST, "a5"),
+        (Step.TECHNICAL, "a6"),
+        (Step.ESCALATED, "a2"),
+        (Step.FALLBACK, "a4"),
+        (Step.REMINDER, "a1"),
+        (Step.TAKEN, "a0"),
+    ]
+
+
 def test_stopping_with_a_full_worker_queue_returns(
     site: Any, db: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
