@@ -12,9 +12,7 @@ import inspect
 import os
 import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -26,16 +24,9 @@ from paho.mqtt.properties import Properties
 from app.broker import LocalBroker
 from carehub.mqtt import READ_CHUNK, Client, ClientOptions, Protocol, connect_blocking, make_client
 from carehub.settings import MqttTarget
-from tests.support.mqttprobe import MqttProbe
+from tests.support.mqttprobe import MqttProbe, until
 
 pytestmark = pytest.mark.broker
-
-
-def _until(check: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.01)
 
 
 class _CountingSocket:
@@ -114,7 +105,7 @@ def test_a_burst_of_small_and_large_messages_arrives_whole_in_order_from_few_rea
     try:
         for payload in sent:
             probe.client.publish(topic, payload, qos=1)
-        _until(lambda: sub.count() >= len(sent), "every message arrived", timeout=60)
+        until(lambda: sub.count() >= len(sent), "every message arrived", timeout=60)
         with sub.lock:
             assert sub.payloads == sent
         # paho alone makes at least three reads per message; batched, a read carries many
@@ -157,7 +148,7 @@ def test_an_acknowledgement_from_on_message_leaves_without_other_traffic(
         try:
             for i in range(50):
                 publisher.client.publish(topic, f"{i}".encode(), qos=1)
-            _until(lambda: len(got) >= 50, "all 50 arrived one acknowledgement at a time", 20)
+            until(lambda: len(got) >= 50, "all 50 arrived one acknowledgement at a time", 20)
         finally:
             publisher.close()
         assert got == [f"{i}".encode() for i in range(50)]
@@ -195,7 +186,7 @@ def test_bytes_read_on_a_lost_connection_never_reach_the_next(
         sent = [f"after-{i}".encode() for i in range(200)]
         for payload in sent:
             probe.client.publish(topic, payload, qos=1)
-        _until(lambda: sub.count() >= len(sent), "the messages after the reconnect arrived")
+        until(lambda: sub.count() >= len(sent), "the messages after the reconnect arrived")
         with sub.lock:
             assert sub.payloads == sent
     finally:

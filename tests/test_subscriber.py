@@ -20,17 +20,9 @@ from app.broker import LocalBroker
 from carehub.mqtt import Protocol
 from carehub.settings import MqttTarget
 from carehub.subscriber import Delivery, DurableSubscriber, SubscriptionConfig
-from tests.support.mqttprobe import MqttProbe
+from tests.support.mqttprobe import MqttProbe, until
 
 pytestmark = pytest.mark.broker
-
-
-def _until(check: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    """Poll `check` until it holds, or fail saying `what` did not happen."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.01)
 
 
 def _flush(sub: DurableSubscriber) -> None:
@@ -52,7 +44,7 @@ def _drop_connection(sub: DurableSubscriber) -> None:
     sock = client.socket()
     assert isinstance(sock, socket.socket)
     sock.shutdown(socket.SHUT_RDWR)
-    _until(lambda: sub.connects > connects and sub.connected, "paho reconnected")
+    until(lambda: sub.connects > connects and sub.connected, "paho reconnected")
 
 
 def _left_on_session(config: SubscriptionConfig, probe: MqttProbe, topic: str) -> list[bytes]:
@@ -75,7 +67,7 @@ def _left_on_session(config: SubscriptionConfig, probe: MqttProbe, topic: str) -
     try:
         assert sub.wait_ready(10)
         probe.publish(topic, b"marker")
-        _until(lambda: b"marker" in seen, "the marker was committed")
+        until(lambda: b"marker" in seen, "the marker was committed")
     finally:
         sub.abort()
     return seen[: seen.index(b"marker")]
@@ -231,9 +223,9 @@ def test_a_backlog_is_committed_in_bounded_batches_with_the_urgent_lane_between(
         for payload in routine[10:]:
             probe.client.publish(f"{prefix}/a", payload, qos=1)
         probe.publish(f"{prefix}/b", b"!u")
-        _until(lambda: sub.pending() == 26, "26 messages wait behind the held batch")
+        until(lambda: sub.pending() == 26, "26 messages wait behind the held batch")
         release.set()
-        _until(lambda: len(batches) >= 4, "four batches were committed")
+        until(lambda: len(batches) >= 4, "four batches were committed")
         sub.stop()  # commits the last, partial batch (the interval is 30 s)
     finally:
         release.set()
@@ -265,7 +257,7 @@ def test_mosquitto_takes_an_acknowledgement_out_of_order(broker: LocalBroker) ->
         for topic, payload in (("a", b"a1"), ("a", b"a2"), ("b", b"!b1")):
             probe.publish(f"{prefix}/{topic}", payload)
         assert urgent_done.wait(10)
-        _until(lambda: sub.urgent_commits == 1, "the urgent batch was acknowledged")
+        until(lambda: sub.urgent_commits == 1, "the urgent batch was acknowledged")
         _flush(sub)  # the broker has read b1's PUBACK
         sub.abort()
         again: list[bytes] = []
@@ -279,7 +271,7 @@ def test_mosquitto_takes_an_acknowledgement_out_of_order(broker: LocalBroker) ->
         # what the session holds reaches `second` before a marker published now; a wrong
         # redelivery of the urgent b1 would be committed at once, the rest waits in the queue
         probe.publish(f"{prefix}/m", b"marker")
-        _until(
+        until(
             lambda: b"marker" in [d.payload for d in second.queued()] + again,
             "the marker arrived",
         )
@@ -436,9 +428,9 @@ def test_a_message_that_arrives_during_a_failing_commit_keeps_its_place(
         probe.publish(topic, mark + b"1")
         assert in_first.wait(10)
         probe.publish(topic, mark + b"2")
-        _until(lambda: sub.pending() == 1, "the second message waits behind the commit")
+        until(lambda: sub.pending() == 1, "the second message waits behind the commit")
         release.set()
-        _until(lambda: len(attempts) >= 2 and sub.commits >= 1, "the retry committed")
+        until(lambda: len(attempts) >= 2 and sub.commits >= 1, "the retry committed")
         assert attempts == [[mark + b"1"], [mark + b"1", mark + b"2"]]
         assert sub.pending() == 0
     finally:
@@ -476,13 +468,13 @@ def test_a_message_the_owner_marks_failed_is_delivered_again_on_the_next_connect
     try:
         assert sub.wait_ready(10)
         probe.publish(topic, b"bug")
-        _until(lambda: sub.commits >= 1, "the batch was committed")
+        until(lambda: sub.commits >= 1, "the batch was committed")
         _flush(sub)  # a wrong PUBACK of it would have reached the broker by now
         _drop_connection(sub)
-        _until(lambda: len(seen) >= 2, "the broker delivered the failed message again")
+        until(lambda: len(seen) >= 2, "the broker delivered the failed message again")
         assert [(d.payload, d.failed) for d in seen] == [(b"bug", True), (b"bug", False)]
         assert seen[1].generation > seen[0].generation
-        _until(lambda: sub.commits >= 2, "the redelivery was committed")
+        until(lambda: sub.commits >= 2, "the redelivery was committed")
         _flush(sub)
         sub.abort()
         assert _left_on_session(config, probe, topic) == []
@@ -527,13 +519,13 @@ def test_every_message_of_a_batch_is_judged_on_its_own(
             probe.publish(topic, b"bug")
         else:
             probe.publish(topic, b"a")
-            _until(lambda: sub.pending() == 1, "a arrived")
+            until(lambda: sub.pending() == 1, "a arrived")
             _drop_connection(sub)  # a stays queued; the broker sends it again, as new
         for payload in (b"b",) if first == "old_generation" else (b"a", b"b"):
             probe.publish(topic, payload)
-        _until(lambda: sub.pending() == 3, "the batch's three messages arrived")
+        until(lambda: sub.pending() == 3, "the batch's three messages arrived")
         sub.wake()
-        _until(lambda: sub.commits == 1, "the batch was committed")
+        until(lambda: sub.commits == 1, "the batch was committed")
         _flush(sub)
         sub.abort()
         batch = batches[0]
@@ -591,19 +583,19 @@ def test_unsettled_counts_the_batch_in_commit_while_the_store_hangs(
     try:
         assert sub.wait_ready(10)
         probe.publish(topic, b"1")
-        _until(lambda: sub.pending() == 1, "1 arrived")
+        until(lambda: sub.pending() == 1, "1 arrived")
         sub.wake()
         assert in_first.wait(10)
         probe.publish(topic, b"2")
-        _until(lambda: sub.pending() == 1, "2 waits behind the hanging commit")
+        until(lambda: sub.pending() == 1, "2 waits behind the hanging commit")
         assert unsettled() == [b"1", b"2"]
         assert sub.unsettled(3600) == []  # the oldest has not waited that long
         release.set()
         if outcome == "commits":
-            _until(lambda: sub.commits == 1, "1 was committed")
+            until(lambda: sub.commits == 1, "1 was committed")
             assert unsettled() == [b"2"]
         else:
-            _until(lambda: sub.pending() == 2 or len(calls) > 1, "1 went back to the queue")
+            until(lambda: sub.pending() == 2 or len(calls) > 1, "1 went back to the queue")
             assert unsettled() == [b"1", b"2"]
     finally:
         release.set()

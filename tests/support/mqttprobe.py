@@ -143,6 +143,14 @@ class MqttProbe:
         close(self.client)
 
 
+def until(check: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Poll `check` until it holds, or fail saying `what` did not happen."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.01)
+
+
 def unique_client_prefix() -> str:
     """A client-id prefix of its own for a hub in one test. The session's broker keeps a
     persistent session per client id: a later hub with the same id would receive the uplinks
