@@ -9,10 +9,14 @@ never reach the next one; and the private parts of paho it overrides still look 
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import os
 import socket
+import ssl
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -21,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from app.broker import LocalBroker
+from app.broker import LocalBroker, MosquittoBroker, free_port
 from carehub.mqtt import READ_CHUNK, Client, ClientOptions, Protocol, connect_blocking, make_client
 from carehub.settings import MqttTarget
 from tests.support.mqttprobe import MqttProbe, until
@@ -244,3 +248,98 @@ def test_the_paho_methods_it_overrides_keep_their_shape(method: str, parameters:
         "_inflight_messages",
     ):
         assert hasattr(client, attribute), attribute
+
+
+def _tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1, as docs/security.md has a home make them."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+
+    def cert(
+        subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: Any, ca: bool
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+            builder = builder.add_extension(san, critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, server_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test ca")])
+    ca_cert = cert("test ca", ca_key, ca_name, ca_key, ca=True)
+    server_cert = cert("127.0.0.1", server_key, ca_name, ca_key, ca=False)
+    pem = serialization.Encoding.PEM
+    paths = folder / "ca.crt", folder / "server.crt", folder / "server.key"
+    paths[0].write_bytes(ca_cert.public_bytes(pem))
+    paths[1].write_bytes(server_cert.public_bytes(pem))
+    paths[2].write_bytes(
+        server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+@pytest.mark.mosquitto_only
+def test_over_tls_a_burst_arrives_whole_and_in_order(tmp_path: Path) -> None:
+    """TLS hands the client whole records and keeps decrypted bytes of its own (`pending()`),
+    a second buffer under the client's: every message must still arrive, whole and in order,
+    acknowledged from `on_message`, through `mqtts://` as a hub would connect."""
+    ca, crt, key = _tls_files(tmp_path)
+    tls_port = free_port("127.0.0.1")
+    extra = f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {crt}\nkeyfile {key}\n"
+    broker = MosquittoBroker(workdir=tmp_path / "mosquitto", extra_config=extra)
+    try:
+        topic = f"tls/{uuid.uuid4().hex[:8]}"
+        got: list[bytes] = []
+        subscribed = threading.Event()
+        target = MqttTarget.parse(f"mqtts://127.0.0.1:{tls_port}")
+        options = ClientOptions(
+            client_id=f"tls-{uuid.uuid4().hex[:8]}",
+            clean_start=False,
+            session_expiry_s=300,
+            manual_ack=True,
+            ca_file=str(ca),
+        )
+        client = connect_blocking(target, options)
+        assert isinstance(client.socket(), ssl.SSLSocket)
+
+        def on_message(c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+            got.append(bytes(msg.payload))
+            c.ack(msg.mid, msg.qos)
+
+        client.on_message = on_message
+        client.on_subscribe = lambda *_: subscribed.set()
+        client.subscribe(topic, qos=1)
+        assert subscribed.wait(10)
+        publisher = MqttProbe(broker.host, broker.port)
+        big = os.urandom(2 * READ_CHUNK + 5)
+        sent = [f"t{i:05d}".encode() for i in range(2000)]
+        sent[1000] = big
+        try:
+            for payload in sent:
+                publisher.client.publish(topic, payload, qos=1)
+            until(lambda: len(got) >= len(sent), "every message arrived over TLS", 60)
+        finally:
+            publisher.close()
+        assert got == sent
+        client.disconnect()
+        client.loop_stop()
+    finally:
+        broker.stop()
